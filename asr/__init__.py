@@ -1,0 +1,76 @@
+"""gru-asr: streaming speech recognition with a unidirectional GRU and CTC.
+
+    import asr
+    model = asr.load_model()                 # the embedded default model, or a path
+    result = asr.transcribe(model, "a.wav")  # {"text", "words": [{word, start, end, conf}], "duration"}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from asr.audio import SAMPLE_RATE, LogMel, load_audio
+from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.decoding import GreedyDecoder
+
+__all__ = ["load_model", "transcribe", "default_model_path", "ModelNotFoundError", "CheckpointError", "Recognizer"]
+__version__ = "0.1.0"
+
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default_en.pt"
+TRANSCRIBE_CHUNK_FRAMES = 3000  # feature frames (30 s) per model step in `transcribe`: bounds memory on long files
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def default_model_path() -> Path:
+    return DEFAULT_MODEL
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but torch sees no GPU (use --device cpu)")
+    return torch.device(device)
+
+
+def load_model(path=None, device: str = "auto"):
+    """Load a model bundle (default: the embedded model) onto `device` ("auto", "cpu", "cuda")."""
+    if path is None:
+        path = DEFAULT_MODEL
+        if not path.exists():
+            raise ModelNotFoundError(
+                "no model installed: the embedded default model is missing from asr/assets "
+                "(train one with recipes/default_en/prepare.sh, or pass --model PATH)"
+            )
+    return load_checkpoint(path, device=resolve_device(device))
+
+
+@torch.inference_mode()
+def transcribe(model, audio, sample_rate: int | None = None) -> dict:
+    """Transcribe a file path or an array of samples (at `sample_rate`, default 16 kHz).
+
+    Returns {"text", "words": [{"word", "start", "end", "conf"}], "duration"}.
+    """
+    samples = load_audio(audio, sample_rate)
+    device = next(model.parameters()).device
+    feats = LogMel().to(device)(torch.from_numpy(samples).to(device))
+    decoder = GreedyDecoder(model.tokens)
+    state = model.init_state(1, device)
+    for start in range(0, feats.shape[0], TRANSCRIBE_CHUNK_FRAMES):
+        log_probs, state = model.step(feats[None, start : start + TRANSCRIBE_CHUNK_FRAMES], state)
+        decoder.accept(log_probs[0].float().cpu())
+    words = decoder.words()
+    return {"text": " ".join(w["word"] for w in words), "words": words, "duration": len(samples) / SAMPLE_RATE}
+
+
+def __getattr__(name):
+    if name == "Recognizer":  # imported lazily: the streaming module is heavier
+        from asr.stream import Recognizer
+
+        return Recognizer
+    raise AttributeError(name)

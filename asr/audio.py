@@ -1,0 +1,133 @@
+"""Audio loading, resampling and the log-mel frontend.
+
+Shapes: T = samples or frames, F = mel bins (N_MELS).
+
+`LogMel` turns a whole signal into features; `MelStream` does the same chunk by
+chunk, carrying the samples that do not yet fill a frame, so that the
+concatenation of its outputs over any chunking equals `LogMel` on the whole
+signal (frames use `center=False`, i.e. frame t covers samples
+[t * HOP_LENGTH, t * HOP_LENGTH + N_FFT)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000  # Hz, the rate every model runs at
+N_FFT = 400  # samples: 25 ms analysis window at 16 kHz
+HOP_LENGTH = 160  # samples: 10 ms between frames
+N_MELS = 80  # mel bins
+LOG_FLOOR = 1e-10  # power floor before the log (about -100 dB)
+
+
+class AudioError(ValueError):
+    """An audio file or buffer that cannot be used; the message names it."""
+
+
+def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
+    """Load audio as mono float32 at SAMPLE_RATE.
+
+    `source` is a path (wav, flac, ogg, mp3: whatever libsndfile reads) or an
+    array of samples; for an array, `sample_rate` gives its rate (default
+    SAMPLE_RATE). Several channels are averaged.
+    """
+    if isinstance(source, (str, Path)):
+        import soundfile as sf
+
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        try:
+            data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
+            raise AudioError(f"{path}: cannot read audio ({_first_line(exc)})") from None
+        samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    else:
+        samples = np.asarray(source)
+        if samples.dtype == np.int16:
+            samples = samples.astype(np.float32) / 32768.0
+        samples = samples.astype(np.float32, copy=False)
+        if samples.ndim == 2:  # (T, channels)
+            samples = samples.mean(axis=1)
+        if samples.ndim != 1:
+            raise AudioError(f"audio array must be 1-D or (T, channels), got shape {samples.shape}")
+        sample_rate = sample_rate or SAMPLE_RATE
+    return resample(samples, int(sample_rate), SAMPLE_RATE)
+
+
+def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a 1-D float32 signal with torchaudio's band-limited sinc filter."""
+    if orig_rate == new_rate:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    if orig_rate <= 0:
+        raise AudioError(f"invalid sample rate {orig_rate}")
+    out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(samples)), orig_rate, new_rate)
+    return out.numpy()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames LogMel yields for a signal of `num_samples` samples."""
+    return 0 if num_samples < N_FFT else 1 + (num_samples - N_FFT) // HOP_LENGTH
+
+
+class LogMel(torch.nn.Module):
+    """Log-mel features of a whole signal: (T,) or (B, T) samples -> (..., frames, F)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=N_FFT,
+            win_length=N_FFT,
+            hop_length=HOP_LENGTH,
+            n_mels=N_MELS,
+            center=False,
+            power=2.0,
+        )
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        if samples.shape[-1] < N_FFT:
+            return samples.new_zeros(*samples.shape[:-1], 0, N_MELS)
+        power = self.mel(samples)  # (..., F, frames)
+        return torch.log(power.clamp_min(LOG_FLOOR)).transpose(-1, -2).contiguous()
+
+
+class MelStream:
+    """Chunked LogMel for one stream: `accept(chunk) -> (frames, F)` new frames.
+
+    Carries the samples that do not complete a frame yet. Memory is bounded:
+    the tail is always shorter than N_FFT samples.
+    """
+
+    def __init__(self, logmel: LogMel | None = None):
+        self.logmel = logmel or LogMel()
+        self.tail = torch.zeros(0)
+        self.samples_seen = 0
+
+    def accept(self, chunk) -> torch.Tensor:
+        chunk = torch.as_tensor(np.asarray(chunk, dtype=np.float32))
+        self.samples_seen += chunk.numel()
+        buf = torch.cat([self.tail, chunk]) if self.tail.numel() else chunk
+        n = num_frames(buf.numel())
+        if n == 0:
+            self.tail = buf
+            return torch.zeros(0, N_MELS)
+        used = (n - 1) * HOP_LENGTH + N_FFT
+        feats = self.logmel(buf[:used])
+        self.tail = buf[n * HOP_LENGTH :].clone()
+        return feats
+
+    def reset(self) -> None:
+        self.tail = torch.zeros(0)
+        self.samples_seen = 0

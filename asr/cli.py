@@ -1,0 +1,95 @@
+"""The `asr` command: transcribe | stream | mic | serve | train | eval | export.
+
+User mistakes (missing files, bad checkpoints, bad options) end in a one-line
+`asr: error: ...` message and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+# Subcommands implemented by their own module's `main(argv)`, with their own options.
+DELEGATED = {
+    "train": "asr.train",
+    "eval": "asr.evaluate",
+    "stream": "asr.stream_cli",
+    "mic": "asr.mic",
+    "serve": "server.app",
+    "export": "asr.export",
+}
+
+
+class UserError(Exception):
+    """A mistake by the user: reported in one line, without a traceback."""
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"asr: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_transcribe(args) -> int:
+    import asr
+    from asr.audio import AudioError
+
+    model = asr.load_model(args.model, device=args.device)
+    failures = 0
+    for path in args.files:
+        try:
+            result = asr.transcribe(model, path)
+        except AudioError as exc:
+            fail(str(exc))
+            failures += 1
+            continue
+        if args.json:
+            print(json.dumps({"file": path, **result}), flush=True)
+        elif len(args.files) > 1:
+            print(f"{path}\t{result['text']}", flush=True)
+        else:
+            print(result["text"], flush=True)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr", description="gru-asr: streaming speech recognition")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    t = sub.add_parser("transcribe", help="transcribe audio files with a model")
+    t.add_argument("files", nargs="+", metavar="FILE", help="wav, flac, ogg or mp3, any rate and channel count")
+    t.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    t.add_argument("--json", action="store_true", help="one JSON object per file, with word times and confidences")
+    t.set_defaults(func=cmd_transcribe)
+    for name in DELEGATED:
+        sub.add_parser(name, help=f"see `asr {name} --help`", add_help=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    from asr.audio import AudioError
+    from asr.checkpoint import CheckpointError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in DELEGATED:
+            try:
+                module = importlib.import_module(DELEGATED[argv[0]])
+            except ModuleNotFoundError as exc:
+                return fail(f"`asr {argv[0]}` is not available in this install ({exc})")
+            return module.main(argv[1:]) or 0
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except (UserError, CheckpointError, AudioError, FileNotFoundError, ValueError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

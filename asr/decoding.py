@@ -1,0 +1,95 @@
+"""CTC decoding: greedy (incremental, with word times and confidences).
+
+Legend: U = output frames, V = vocabulary. Token 0 is the blank, token " " separates words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BLANK = 0  # CTC blank id (same as asr.tokenizer.BLANK; modules do not import each other)
+FRAME_SHIFT = 0.04  # seconds per output frame: 10 ms hop x 4 subsampling
+
+
+@dataclass
+class Emission:
+    token: int
+    frame: int  # absolute output frame index
+    prob: float  # posterior of the token at that frame
+
+
+class GreedyDecoder:
+    """Incremental greedy CTC over log-prob chunks of one stream.
+
+    The last frame's token is carried across chunk edges, so a repeat split by a
+    chunk boundary collapses as it would over the whole utterance.
+    """
+
+    def __init__(self, tokens: list[str], frame_shift: float = FRAME_SHIFT):
+        self.tokens = tokens
+        self.space = tokens.index(" ") if " " in tokens else -1
+        self.frame_shift = frame_shift
+        self.frames = 0  # output frames consumed so far
+        self.prev = BLANK  # argmax of the last frame seen
+        self.emissions: list[Emission] = []
+        self.last_speech_frame = -1  # last frame whose argmax was a non-blank, non-space token
+
+    def accept(self, log_probs: torch.Tensor) -> None:
+        """log_probs: (U, V) for the next U frames."""
+        if log_probs.shape[0] == 0:
+            return
+        best_lp, best = log_probs.max(dim=-1)
+        prev = torch.cat([best.new_tensor([self.prev]), best[:-1]])
+        keep = (best != BLANK) & (best != prev)
+        idx = keep.nonzero().flatten()
+        if idx.numel():
+            probs = best_lp[idx].exp().tolist()
+            for i, tok, p in zip(idx.tolist(), best[idx].tolist(), probs):
+                self.emissions.append(Emission(tok, self.frames + i, p))
+        speech = ((best != BLANK) & (best != self.space)).nonzero().flatten()
+        if speech.numel():
+            self.last_speech_frame = self.frames + int(speech[-1])
+        self.prev = int(best[-1])
+        self.frames += log_probs.shape[0]
+
+    @property
+    def trailing_silence_frames(self) -> int:
+        """Frames since the last frame whose best token was a letter."""
+        return self.frames - 1 - self.last_speech_frame
+
+    @property
+    def has_speech(self) -> bool:
+        return self.last_speech_frame >= 0
+
+    def text(self) -> str:
+        return " ".join(w["word"] for w in self.words())
+
+    def words(self, time_offset: float = 0.0) -> list[dict]:
+        """[{word, start, end, conf}] with times in seconds (plus `time_offset`)."""
+        words, current = [], []
+        for e in self.emissions + [Emission(self.space, -1, 1.0)]:
+            if e.token == self.space:
+                if current:
+                    words.append(self._word(current, time_offset))
+                current = []
+            else:
+                current.append(e)
+        return words
+
+    def _word(self, emissions: list[Emission], time_offset: float) -> dict:
+        return {
+            "word": "".join(self.tokens[e.token] for e in emissions),
+            "start": round(time_offset + emissions[0].frame * self.frame_shift, 3),
+            "end": round(time_offset + (emissions[-1].frame + 1) * self.frame_shift, 3),
+            "conf": round(sum(e.prob for e in emissions) / len(emissions), 4),
+        }
+
+
+def ctc_greedy(log_probs: torch.Tensor, tokens: list[str], frame_shift: float = FRAME_SHIFT):
+    """Whole-utterance greedy decoding: (U, V) -> (text, words)."""
+    decoder = GreedyDecoder(tokens, frame_shift)
+    decoder.accept(log_probs)
+    words = decoder.words()
+    return " ".join(w["word"] for w in words), words

@@ -1,0 +1,156 @@
+"""GRUCTC: causal conv subsampling (4x) -> stacked unidirectional GRU -> linear -> CTC log-probs.
+
+Legend: B = batch, T = feature frames (10 ms), U = output frames (40 ms),
+F = mel bins, C = conv channels, H = hidden size, L = layers, V = vocabulary.
+
+Everything is causal, so `step` over any chunking of the features gives the
+same log-probs as `forward` over the whole utterance: the state carries the
+GRU hidden state, each convolution's left context, and the 0-3 feature frames
+that do not yet fill a group of SUBSAMPLING frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+SUBSAMPLING = 4  # feature frames per output frame
+CONV_KERNEL = 3  # frames seen by each subsampling convolution
+CONV_CONTEXT = CONV_KERNEL - 1  # left-context frames each convolution carries
+CELLS = ("gru", "lstm")
+
+
+@dataclass
+class ModelConfig:
+    n_mels: int = 80
+    vocab_size: int = 29
+    conv_channels: int = 256
+    hidden_size: int = 320
+    num_layers: int = 3
+    cell: str = "gru"  # "gru" or "lstm" (for comparison)
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class ModelState:
+    """Streaming state of a batch of B streams (tensors only, batch on dim 1 for `hidden`, 0 otherwise).
+
+    hidden:  (L, B, H) for a GRU, (L, B, 2H) for an LSTM (h and c side by side)
+    ctx1:    (B, CONV_CONTEXT, F) normalised input frames before the chunk
+    ctx2:    (B, CONV_CONTEXT, C) first-convolution outputs before the chunk
+    pending: (B, P, F) normalised frames not yet in a full group of 4, 0 <= P < 4
+    """
+
+    hidden: torch.Tensor
+    ctx1: torch.Tensor
+    ctx2: torch.Tensor
+    pending: torch.Tensor
+
+
+class GRUCTC(nn.Module):
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        self.register_buffer("feat_mean", torch.zeros(config.n_mels))
+        self.register_buffer("feat_std", torch.ones(config.n_mels))
+        self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, CONV_KERNEL, stride=2)
+        self.conv2 = nn.Conv1d(config.conv_channels, config.conv_channels, CONV_KERNEL, stride=2)
+        rnn = nn.GRU if config.cell == "gru" else nn.LSTM
+        self.rnn = rnn(
+            config.conv_channels,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(config.hidden_size, config.vocab_size)
+
+    # -- pieces shared by forward and step ---------------------------------
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.feat_mean) / self.feat_std
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store global feature statistics (F,) computed over training data."""
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(1e-5))
+
+    def _subsample(self, x, ctx1, ctx2):
+        """x: (B, 4k, F) normalised -> (B, k, C), with the new contexts."""
+        x1 = torch.cat([ctx1, x], dim=1)
+        y1 = torch.relu(self.conv1(x1.transpose(1, 2))).transpose(1, 2)  # (B, 2k, C)
+        x2 = torch.cat([ctx2, y1], dim=1)
+        y2 = torch.relu(self.conv2(x2.transpose(1, 2))).transpose(1, 2)  # (B, k, C)
+        return y2, x1[:, -CONV_CONTEXT:], x2[:, -CONV_CONTEXT:]
+
+    def _rnn(self, x, hidden):
+        if self.config.cell == "lstm":
+            h, c = hidden.chunk(2, dim=-1)
+            y, (h, c) = self.rnn(x, (h.contiguous(), c.contiguous()))
+            return y, torch.cat([h, c], dim=-1)
+        return self.rnn(x, hidden)
+
+    def _head(self, y):
+        return torch.log_softmax(self.output(self.dropout(y)), dim=-1)
+
+    # -- training -----------------------------------------------------------
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """feats (B, T, F) raw log-mel, feat_lens (B,) -> log_probs (B, U, V), out_lens (B,).
+
+        U = T // 4: a trailing group of fewer than 4 frames is dropped, as in streaming.
+        """
+        B, T, _ = feats.shape
+        usable = T - T % SUBSAMPLING
+        state = self.init_state(B, feats.device)
+        x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
+        y, _ = self._rnn(self.dropout(x), state.hidden)
+        return self._head(y), torch.div(feat_lens, SUBSAMPLING, rounding_mode="floor")
+
+    # -- streaming ----------------------------------------------------------
+    def init_state(self, batch: int = 1, device=None) -> ModelState:
+        c = self.config
+        width = c.hidden_size * (2 if c.cell == "lstm" else 1)
+        device = device if device is not None else self.feat_mean.device
+        return ModelState(
+            hidden=torch.zeros(c.num_layers, batch, width, device=device),
+            ctx1=torch.zeros(batch, CONV_CONTEXT, c.n_mels, device=device),
+            ctx2=torch.zeros(batch, CONV_CONTEXT, c.conv_channels, device=device),
+            pending=torch.zeros(batch, 0, c.n_mels, device=device),
+        )
+
+    def step(self, feats: torch.Tensor, state: ModelState):
+        """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state).
+
+        The input state is not modified. U = (P + T) // 4.
+        """
+        x = self.normalize(feats)
+        if state.pending.shape[1]:
+            x = torch.cat([state.pending, x], dim=1)
+        usable = x.shape[1] - x.shape[1] % SUBSAMPLING
+        pending = x[:, usable:]
+        if usable == 0:
+            empty = x.new_zeros(x.shape[0], 0, self.config.vocab_size)
+            return empty, ModelState(state.hidden, state.ctx1, state.ctx2, pending)
+        y, ctx1, ctx2 = self._subsample(x[:, :usable], state.ctx1, state.ctx2)
+        y, hidden = self._rnn(y, state.hidden)
+        return self._head(y), ModelState(hidden, ctx1, ctx2, pending)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real speech in ../shared/data and speech synthesized with espeak-ng."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real speech data not found at {SHARED_DATA} (clone ../shared beside the project)")
+    return SHARED_DATA
+
+
+def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Path:
+    """Speak `text` with espeak-ng into a WAV file (22.05 kHz mono, as espeak writes it)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """A short synthesized English sentence."""
+    return synthesize("the quick brown fox jumps over the lazy dog", tmp_path_factory.mktemp("tts") / "fox.wav")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,66 @@
+"""`asr transcribe` on real clips, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import asr
+from asr.checkpoint import save_checkpoint
+from asr.cli import main
+from asr.model import GRUCTC, ModelConfig
+from asr.tokenizer import DEFAULT_TOKENS
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, GRUCTC(ModelConfig(hidden_size=16, num_layers=1, conv_channels=8)), DEFAULT_TOKENS)
+    return path
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_missing_file_is_one_line_and_others_still_transcribed(tiny_checkpoint, speech_wav, tmp_path):
+    proc = run_cli("transcribe", "--model", tiny_checkpoint, "--json", tmp_path / "nope.wav", speech_wav)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"asr: error: {tmp_path / 'nope.wav'}: no such file"
+    (line,) = proc.stdout.strip().splitlines()
+    result = json.loads(line)
+    assert result["file"] == str(speech_wav) and set(result) >= {"text", "words", "duration"}
+    assert result["duration"] == pytest.approx(2.3, abs=1.0)
+
+
+def test_corrupt_model_is_one_line(tmp_path, speech_wav):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    proc = run_cli("transcribe", "--model", bad, speech_wav)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"asr: error: {bad}:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_no_model_installed_says_so(monkeypatch, capsys, speech_wav, tmp_path):
+    monkeypatch.setattr(asr, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    assert main(["transcribe", str(speech_wav)]) == 2
+    assert "no model installed" in capsys.readouterr().err
+
+
+def test_cuda_asked_without_gpu_is_one_line(tiny_checkpoint, speech_wav):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = run_cli("transcribe", "--model", tiny_checkpoint, "--device", "cuda", speech_wav)
+    assert proc.returncode == 2 and "no GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_real_clips_every_rate(tiny_checkpoint, shared_data):
+    clips = [next((shared_data / "fsdd" / "recordings").glob("*.wav")), *sorted((shared_data / "real_en" / "audio").iterdir())[:2]]
+    proc = run_cli("transcribe", "--model", tiny_checkpoint, *clips)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [str(c) for c in clips]

@@ -1,0 +1,148 @@
+"""The frontend and the model are chunk-exact: any chunking gives the whole-utterance result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asr.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, AudioError, LogMel, MelStream, load_audio, num_frames
+from asr.model import GRUCTC, ModelConfig
+
+LOGMEL = LogMel()
+SIGNAL = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 2).astype(np.float32) * 0.1
+WHOLE = LOGMEL(torch.from_numpy(SIGNAL))
+
+
+def split(n: int, sizes: list[int]):
+    """Cut range(n) into consecutive pieces of the given sizes (cycled), zero-size pieces included."""
+    i, k = 0, 0
+    while i < n:
+        size = sizes[k % len(sizes)]
+        yield i, min(n, i + size)
+        i, k = i + size, k + 1
+        if size == 0 and all(s == 0 for s in sizes):
+            raise ValueError("all-zero sizes")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2500), min_size=1, max_size=12).filter(any))
+def test_melstream_equals_logmel_over_any_chunking(sizes):
+    stream = MelStream(LOGMEL)
+    out = torch.cat([stream.accept(SIGNAL[a:b]) for a, b in split(len(SIGNAL), sizes)])
+    assert out.shape == WHOLE.shape == (num_frames(len(SIGNAL)), N_MELS)
+    assert (out - WHOLE).abs().max() <= 1e-4
+
+
+def test_melstream_keeps_a_bounded_tail():
+    stream = MelStream(LOGMEL)
+    for a, b in split(len(SIGNAL), [1234]):
+        stream.accept(SIGNAL[a:b])
+        assert stream.tail.numel() < N_FFT
+    assert stream.samples_seen == len(SIGNAL)
+
+
+def test_logmel_shape_and_short_input():
+    assert WHOLE.shape[0] == 1 + (len(SIGNAL) - N_FFT) // HOP_LENGTH
+    assert LOGMEL(torch.zeros(N_FFT - 1)).shape == (0, N_MELS)
+    assert torch.isfinite(LOGMEL(torch.zeros(N_FFT))).all()  # the log floor keeps silence finite
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=41), min_size=1, max_size=10).filter(any))
+def test_model_step_equals_forward_over_any_chunking(cell, sizes):
+    torch.manual_seed(0)
+    model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, cell=cell)).eval()
+    model.set_normalization(torch.randn(N_MELS), torch.rand(N_MELS) + 0.5)
+    feats = torch.randn(3, 157, N_MELS)
+    with torch.no_grad():
+        whole, lens = model(feats, torch.tensor([157, 100, 9]))
+        state = model.init_state(3)
+        pieces = []
+        for a, b in split(feats.shape[1], sizes):
+            out, state = model.step(feats[:, a:b], state)
+            pieces.append(out)
+    streamed = torch.cat(pieces, dim=1)
+    assert whole.shape == streamed.shape == (3, 157 // 4, model.config.vocab_size)
+    assert lens.tolist() == [39, 25, 2]
+    assert (whole - streamed).abs().max() <= 1e-4
+
+
+def test_step_does_not_modify_its_input_state():
+    model = GRUCTC(ModelConfig(hidden_size=16, num_layers=1, conv_channels=8)).eval()
+    state = model.init_state(1)
+    before = state.hidden.clone()
+    with torch.no_grad():
+        model.step(torch.randn(1, 8, N_MELS), state)
+    assert torch.equal(state.hidden, before)
+
+
+def test_default_config_is_about_two_million_parameters():
+    assert 1.5e6 < GRUCTC().num_parameters() < 2.5e6
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="cell"):
+        ModelConfig(cell="transformer")
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"hidden": 3})
+
+
+@pytest.mark.parametrize(("fmt", "rate", "channels"), [("WAV", 8000, 1), ("FLAC", 44100, 2), ("OGG", 22050, 1), ("MP3", 48000, 2)])
+def test_load_audio_any_format_rate_and_channels(tmp_path, fmt, rate, channels):
+    t = np.arange(rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    data = np.stack([tone] * channels, axis=1)
+    path = tmp_path / f"tone.{fmt.lower()}"
+    try:
+        sf.write(path, data, rate, format=fmt)
+    except (sf.LibsndfileError, TypeError, ValueError) as exc:
+        pytest.skip(f"libsndfile here cannot write {fmt}: {exc}")
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) - SAMPLE_RATE) < SAMPLE_RATE * 0.01 + 1200  # mp3 adds encoder padding
+    spectrum = np.abs(np.fft.rfft(out[2000:14000]))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / 12000 - 440) < 5
+
+
+def test_load_audio_arrays():
+    ints = (np.ones(800) * 16384).astype(np.int16)
+    out = load_audio(ints, sample_rate=8000)
+    assert len(out) == 1600 and abs(out[800] - 0.5) < 0.01
+    assert len(load_audio(np.zeros((16000, 2), np.float32))) == 16000
+    with pytest.raises(AudioError, match="shape"):
+        load_audio(np.zeros((2, 2, 2)))
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav: no such file"):
+        load_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="directory"):
+        load_audio(tmp_path)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    with pytest.raises(AudioError, match="junk.wav: cannot read audio"):
+        load_audio(junk)
+
+
+def test_real_speech_loads_and_resamples(shared_data):
+    clip = next((shared_data / "fsdd" / "recordings").glob("*.wav"))
+    info = sf.info(clip)
+    out = load_audio(clip)
+    assert info.samplerate == 8000
+    assert abs(len(out) - info.frames * 2) <= 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_step_matches_cpu():
+    model = GRUCTC(ModelConfig(hidden_size=32, num_layers=2, conv_channels=16)).eval()
+    feats = torch.randn(2, 64, N_MELS)
+    with torch.no_grad():
+        cpu, _ = model(feats, torch.tensor([64, 64]))
+        gpu_model = model.to("cuda")
+        out, _ = gpu_model.step(feats.cuda(), gpu_model.init_state(2))
+    assert (cpu - out.cpu()).abs().max() <= 1e-4
