@@ -27,14 +27,15 @@ class GreedyDecoder:
     chunk boundary collapses as it would over the whole utterance.
     """
 
-    def __init__(self, tokens: list[str], frame_shift: float = FRAME_SHIFT):
+    def __init__(self, tokens: list[str], frame_shift: float = FRAME_SHIFT, start_frame: int = 0):
         self.tokens = tokens
         self.space = tokens.index(" ") if " " in tokens else -1
         self.frame_shift = frame_shift
-        self.frames = 0  # output frames consumed so far
+        self.start_frame = start_frame  # absolute index of the first frame (times are absolute)
+        self.frames = start_frame  # absolute index of the next frame
         self.prev = BLANK  # argmax of the last frame seen
         self.emissions: list[Emission] = []
-        self.last_speech_frame = -1  # last frame whose argmax was a non-blank, non-space token
+        self.last_speech_frame = start_frame - 1  # last frame whose argmax was a letter
 
     def accept(self, log_probs: torch.Tensor) -> None:
         """log_probs: (U, V) for the next U frames."""
@@ -61,13 +62,13 @@ class GreedyDecoder:
 
     @property
     def has_speech(self) -> bool:
-        return self.last_speech_frame >= 0
+        return self.last_speech_frame >= self.start_frame
 
     def text(self) -> str:
         return " ".join(w["word"] for w in self.words())
 
     def words(self, time_offset: float = 0.0) -> list[dict]:
-        """[{word, start, end, conf}] with times in seconds (plus `time_offset`)."""
+        """[{word, start, end, conf}] with times in seconds (plus `time_offset`); conf is the mean letter posterior."""
         words, current = [], []
         for e in self.emissions + [Emission(self.space, -1, 1.0)]:
             if e.token == self.space:

@@ -1,0 +1,360 @@
+"""Streaming recognition: one stream (`Recognizer`) or many in one forward pass (`BatchEngine`).
+
+A `Stream` holds everything of one stream except the model: PCM conversion,
+streaming resampling, the chunked frontend, queued feature frames, the decoder
+of the current utterance, and the endpoint rules. The `BatchEngine` owns the
+model and the streams' model states, stacked along the batch dimension in
+slots, and advances every stream that has a full chunk of features in one
+`model.step`. A `Recognizer` is a BatchEngine with one stream, so a stream in
+a batch gives exactly the results it gives alone.
+
+Legend: U = output frames (40 ms), V = vocabulary, F = mel bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE, LogMel, MelStream, StreamResampler
+from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder
+from asr.model import SUBSAMPLING, ModelState
+
+DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000  # Hz accepted as input (resampled to 16 kHz)
+
+
+@dataclass
+class EndpointConfig:
+    """When an utterance ends (sherpa-onnx / WeNet style rules). Times in seconds.
+
+    Silence means output frames whose best token is the blank or a space.
+    """
+
+    enabled: bool = True
+    silence_no_speech: float = 2.4  # rule 1: this much silence and nothing recognised yet
+    silence_after_speech: float = 1.0  # rule 2: this much silence after some words
+    max_utterance: float = 20.0  # rule 3: utterance length limit
+
+    def frames(self, seconds: float) -> int:
+        return max(1, round(seconds / FRAME_SHIFT))
+
+
+class PcmInput:
+    """Turns what accept_waveform gets into float32 samples; carries an odd trailing byte."""
+
+    def __init__(self):
+        self.odd = b""
+
+    def convert(self, data) -> np.ndarray:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = self.odd + bytes(data)
+            cut = len(data) - len(data) % 2
+            self.odd = data[cut:]
+            return np.frombuffer(data[:cut], dtype="<i2").astype(np.float32) / 32768.0
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu().numpy()
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"audio must be int16 PCM bytes or a numpy array, not {type(data).__name__}")
+        if data.ndim != 1:
+            raise ValueError(f"audio array must be 1-D (mono), got shape {data.shape}")
+        if data.dtype == np.int16:
+            return data.astype(np.float32) / 32768.0
+        if data.dtype in (np.float32, np.float64):
+            return data.astype(np.float32, copy=False)
+        raise TypeError(f"audio array must be int16, float32 or float64, not {data.dtype}")
+
+
+class Stream:
+    """One stream's input, features, decoding and endpoints (no model, no model state)."""
+
+    def __init__(
+        self,
+        tokens: list[str],
+        sample_rate: float = SAMPLE_RATE,
+        endpoint: EndpointConfig | None = None,
+        logmel: LogMel | None = None,
+        words: bool = True,
+        max_alternatives: int = 0,
+        beam_factory=None,
+    ):
+        rate = float(sample_rate)
+        if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample rate {sample_rate} not supported (whole Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
+        self.tokens = tokens
+        self.space = tokens.index(" ")
+        self.sample_rate = int(rate)
+        self.endpoint = endpoint or EndpointConfig()
+        self.words = words
+        self.max_alternatives = max_alternatives
+        self.beam_factory = beam_factory  # () -> beam decoder with begin/step/end, or None for greedy
+        self.pcm = PcmInput()
+        self.resampler = StreamResampler(self.sample_rate)
+        self.mel = MelStream(logmel)
+        self.queue: list[torch.Tensor] = []  # feature frames not yet given to the model
+        self.ready = 0  # frames in the queue
+        self.frame = 0  # absolute index of the next output frame
+        self.finals: list[dict] = []  # finished utterances not yet collected
+        self.slot = -1  # row in the engine's stacked state
+        self._new_utterance()
+
+    # -- input ---------------------------------------------------------------
+    def push(self, data) -> None:
+        samples = self.pcm.convert(data)
+        if samples.size:
+            self._push_samples(self.resampler.accept(samples))
+
+    def _push_samples(self, samples: np.ndarray) -> None:
+        feats = self.mel.accept(samples)
+        if feats.shape[0]:
+            self.queue.append(feats)
+            self.ready += feats.shape[0]
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next n queued feature frames (n <= ready): (n, F)."""
+        feats = torch.cat(self.queue) if len(self.queue) > 1 else self.queue[0]
+        self.queue = [feats[n:]] if feats.shape[0] > n else []
+        self.ready -= n
+        return feats[:n]
+
+    # -- decoding --------------------------------------------------------------
+    def _new_utterance(self) -> None:
+        self.greedy = GreedyDecoder(self.tokens, FRAME_SHIFT, start_frame=self.frame)
+        self.beam = self.beam_factory() if self.beam_factory else None
+        if self.beam:
+            self.beam.begin()
+
+    def consume(self, log_probs: torch.Tensor) -> None:
+        """Decode the model's next output frames (U, V), ending utterances where a rule fires."""
+        while log_probs.shape[0]:
+            cut = self._endpoint_at(log_probs)
+            head = log_probs if cut is None else log_probs[: cut + 1]
+            self.greedy.accept(head)
+            if self.beam:
+                self.beam.step(head)
+            self.frame += head.shape[0]
+            if cut is None:
+                return
+            self.finish_utterance()
+            log_probs = log_probs[cut + 1 :]
+
+    def _endpoint_at(self, log_probs: torch.Tensor) -> int | None:
+        """Index of the first frame at which an endpoint rule fires, or None."""
+        ep = self.endpoint
+        if not ep.enabled:
+            return None
+        best = log_probs.argmax(dim=-1).numpy()
+        t = self.frame + np.arange(len(best))  # absolute frame indices
+        speech = (best != BLANK) & (best != self.space)
+        last = np.maximum.accumulate(np.maximum(np.where(speech, t, -1), self.greedy.last_speech_frame))
+        start = self.greedy.start_frame
+        elapsed = t - start + 1
+        has_speech = last >= start
+        fire = (
+            (~has_speech & (elapsed >= ep.frames(ep.silence_no_speech)))
+            | (has_speech & (t - last >= ep.frames(ep.silence_after_speech)))
+            | (elapsed >= ep.frames(ep.max_utterance))
+        )
+        hits = np.flatnonzero(fire)
+        return int(hits[0]) if hits.size else None
+
+    def finish_utterance(self) -> None:
+        """Close the current utterance into a final result and start the next one."""
+        self.finals.append(self._final())
+        self._new_utterance()
+
+    def _final(self) -> dict:
+        if self.beam:
+            hyps = self.beam.end()
+            text = hyps[0]["text"] if hyps else ""
+            words = self.greedy.words() if text == self.greedy.text() else _beam_words(hyps)
+        else:
+            hyps, words = None, self.greedy.words()
+            text = " ".join(w["word"] for w in words)
+        if self.max_alternatives > 0:
+            alts = hyps or [{"text": text, "confidence": _mean_conf(words)}]
+            alts = alts[: self.max_alternatives]
+            return {"alternatives": [{"text": h["text"], "confidence": round(h["confidence"], 4)} for h in alts]}
+        result = {"text": text}
+        if self.words and words:
+            result["result"] = [{"conf": w["conf"], "end": w["end"], "start": w["start"], "word": w["word"]} for w in words]
+        return result
+
+    # -- results (Vosk-like) ---------------------------------------------------
+    def has_final(self) -> bool:
+        return bool(self.finals)
+
+    def partial(self) -> dict:
+        return {"partial": self.greedy.text()}
+
+    def pop_final(self) -> dict:
+        """The finished utterances since the last call, merged into one result."""
+        finals, self.finals = self.finals, []
+        if len(finals) == 1:
+            return finals[0]
+        if finals and "alternatives" in finals[0]:
+            best = [f["alternatives"][0] for f in finals]
+            text = " ".join(b["text"] for b in best if b["text"])
+            return {"alternatives": [{"text": text, "confidence": min(b["confidence"] for b in best)}]}
+        merged = {"text": " ".join(f["text"] for f in finals if f["text"])}
+        words = [w for f in finals for w in f.get("result", [])]
+        if words:
+            merged["result"] = words
+        return merged
+
+
+def _mean_conf(words: list[dict]) -> float:
+    return sum(w["conf"] for w in words) / len(words) if words else 1.0
+
+
+def _beam_words(hyps: list[dict]) -> list[dict]:
+    if not hyps:
+        return []
+    conf = hyps[0]["confidence"]
+    return [{"word": w["word"], "start": w["start"], "end": w["end"], "conf": round(conf, 4)} for w in hyps[0].get("words", [])]
+
+
+class BatchEngine:
+    """Advances many streams with one model.step per chunk of `chunk_frames` feature frames.
+
+    Streams may join (`add_stream`) and leave (`remove_stream`) at any time.
+    Not thread-safe: drive it from one thread (the server's worker does).
+    """
+
+    def __init__(self, model, chunk_frames: int = DEFAULT_CHUNK_FRAMES, device=None, capacity: int = 8):
+        if chunk_frames <= 0 or chunk_frames % SUBSAMPLING:
+            raise ValueError(f"chunk_frames must be a positive multiple of {SUBSAMPLING}")
+        self.model = model.eval()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.chunk_frames = chunk_frames
+        self.logmel = LogMel()
+        self.streams: dict[int, Stream] = {}
+        self.state = model.init_state(capacity, self.device)
+        self.free = list(range(capacity - 1, -1, -1))
+
+    def add_stream(self, sample_rate: float = SAMPLE_RATE, **options) -> Stream:
+        """A new stream; `options` go to `Stream` (endpoint, words, max_alternatives, beam_factory)."""
+        stream = Stream(self.model.tokens, sample_rate, logmel=self.logmel, **options)
+        if not self.free:
+            self._grow()
+        stream.slot = self.free.pop()
+        self._zero(stream.slot)
+        self.streams[stream.slot] = stream
+        return stream
+
+    def remove_stream(self, stream: Stream) -> None:
+        if self.streams.get(stream.slot) is stream:
+            del self.streams[stream.slot]
+            self.free.append(stream.slot)
+        stream.slot = -1
+
+    def reset_stream(self, stream: Stream) -> None:
+        """Forget the stream's audio and model state (keeps its slot)."""
+        self._zero(stream.slot)
+
+    def _zero(self, slot: int) -> None:
+        self.state.hidden[:, slot] = 0
+        self.state.ctx1[slot] = 0
+        self.state.ctx2[slot] = 0
+
+    def _grow(self) -> None:
+        old = self.state
+        capacity = old.ctx1.shape[0]
+        new = self.model.init_state(capacity * 2, self.device)
+        new.hidden[:, :capacity] = old.hidden
+        new.ctx1[:capacity] = old.ctx1
+        new.ctx2[:capacity] = old.ctx2
+        self.state = new
+        self.free.extend(range(capacity * 2 - 1, capacity - 1, -1))
+
+    @torch.inference_mode()
+    def _advance(self, streams: list[Stream], frames: int) -> None:
+        feats = torch.stack([s.take(frames) for s in streams]).to(self.device)
+        slots = torch.tensor([s.slot for s in streams], device=self.device)
+        st = self.state
+        state = ModelState(st.hidden[:, slots], st.ctx1[slots], st.ctx2[slots], feats.new_zeros(len(streams), 0, feats.shape[-1]))
+        log_probs, new = self.model.step(feats, state)
+        st.hidden[:, slots] = new.hidden
+        st.ctx1[slots] = new.ctx1
+        st.ctx2[slots] = new.ctx2
+        log_probs = log_probs.float().cpu()
+        for stream, lp in zip(streams, log_probs):
+            stream.consume(lp)
+
+    def step(self) -> int:
+        """One forward pass over every stream with a full chunk ready; returns how many advanced."""
+        ready = [s for s in self.streams.values() if s.ready >= self.chunk_frames]
+        if ready:
+            self._advance(ready, self.chunk_frames)
+        return len(ready)
+
+    def run(self) -> None:
+        """Step until no stream has a full chunk."""
+        while self.step():
+            pass
+
+    def flush(self, stream: Stream) -> None:
+        """Decode every complete group of 4 queued frames of `stream`, then end its utterance."""
+        self.run()
+        frames = stream.ready - stream.ready % SUBSAMPLING
+        if frames:
+            self._advance([stream], frames)
+        stream.finish_utterance()
+
+
+class Recognizer:
+    """One stream, Vosk-like.
+
+        rec = Recognizer(model, sample_rate=16000)
+        if rec.accept_waveform(pcm):   # int16 bytes, or an int16/float array; any size
+            print(rec.result())        # {"text": ..., "result": [{"word", "start", "end", "conf"}]}
+        else:
+            print(rec.partial_result())
+        print(rec.final_result())
+    """
+
+    def __init__(
+        self,
+        model,
+        sample_rate: float = SAMPLE_RATE,
+        *,
+        endpoint: EndpointConfig | None = None,
+        words: bool = True,
+        max_alternatives: int = 0,
+        beam_factory=None,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    ):
+        self.engine = BatchEngine(model, chunk_frames=chunk_frames, capacity=1)
+        self.options = dict(endpoint=endpoint, words=words, max_alternatives=max_alternatives, beam_factory=beam_factory)
+        self.sample_rate = sample_rate
+        self.stream = self.engine.add_stream(sample_rate, **self.options)
+
+    def accept_waveform(self, data) -> bool:
+        """Feed audio; True when an utterance has ended (collect it with `result()`)."""
+        self.stream.push(data)
+        self.engine.run()
+        return self.stream.has_final()
+
+    def partial_result(self) -> dict:
+        return self.stream.partial()
+
+    def result(self) -> dict:
+        """The utterance(s) ended at the last endpoint; without one, ends the current utterance now."""
+        if not self.stream.has_final():
+            self.stream.finish_utterance()
+        return self.stream.pop_final()
+
+    def final_result(self) -> dict:
+        """Decode all audio given so far and end the utterance (call at the end of a stream)."""
+        self.engine.flush(self.stream)
+        return self.stream.pop_final()
+
+    def reset(self) -> None:
+        """Drop the current utterance, queued audio and model state; times keep counting."""
+        frame = self.stream.frame + self.stream.ready // SUBSAMPLING
+        self.engine.remove_stream(self.stream)
+        self.stream = self.engine.add_stream(self.sample_rate, **self.options)
+        self.stream.frame = frame
+        self.stream._new_utterance()
