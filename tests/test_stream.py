@@ -1,0 +1,229 @@
+"""Streaming: Recognizer equals offline decoding over any chunking; endpoints; BatchEngine equals single streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import asr
+from asr.audio import SAMPLE_RATE, load_audio, resample
+from asr.decoding import BLANK
+from asr.model import GRUCTC, ModelConfig
+from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
+from asr.tokenizer import DEFAULT_TOKENS
+
+NO_ENDPOINTS = EndpointConfig(enabled=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Random weights: its output is gibberish, but gibberish that must be identical however the audio is cut."""
+    torch.manual_seed(3)
+    m = GRUCTC(ModelConfig(hidden_size=64, num_layers=2, conv_channels=32)).eval()
+    m.tokens = DEFAULT_TOKENS
+    return m
+
+
+@pytest.fixture(scope="module")
+def clip(speech_wav):
+    return load_audio(speech_wav)
+
+
+def to_pcm(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def feed_randomly(rec, data, rng, max_size=7001):
+    i = 0
+    while i < len(data):
+        n = int(rng.integers(0, max_size))
+        rec.accept_waveform(data[i : i + n])
+        i += n
+
+
+def test_recognizer_equals_offline_over_random_byte_chunkings(model, clip, rng):
+    offline = asr.transcribe(model, to_pcm_float(clip))
+    for _ in range(3):
+        rec = Recognizer(model, endpoint=NO_ENDPOINTS)
+        feed_randomly(rec, to_pcm(clip), rng)  # odd sizes split samples between calls
+        final = rec.final_result()
+        assert final["text"] == offline["text"] and final["text"]
+        assert final["result"] == [{k: w[k] for k in ("conf", "end", "start", "word")} for w in offline["words"]]
+
+
+def to_pcm_float(samples):
+    """The float signal that int16 quantisation leaves."""
+    return np.frombuffer(to_pcm(samples), "<i2").astype(np.float32) / 32768
+
+
+def test_real_clips_at_their_own_rate(model, shared_data, rng):
+    for path in [next((shared_data / "fsdd" / "recordings").glob("*_theo_*.wav")), shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac"]:
+        import soundfile as sf
+
+        native, rate = sf.read(path, dtype="float32")
+        offline = asr.transcribe(model, resample(native, rate, SAMPLE_RATE))
+        rec = Recognizer(model, sample_rate=float(rate), endpoint=NO_ENDPOINTS)
+        feed_randomly(rec, native, rng, max_size=3000)  # float arrays, resampled in streaming fashion
+        assert rec.final_result()["text"] == offline["text"]
+
+
+def test_input_types_and_bad_input_do_not_corrupt_state(model, clip):
+    pcm = to_pcm(clip)
+    reference = Recognizer(model, endpoint=NO_ENDPOINTS)
+    reference.accept_waveform(pcm)
+    expected = reference.final_result()
+
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS)
+    rec.accept_waveform(b"")
+    rec.accept_waveform(np.zeros(0, np.float32))
+    rec.accept_waveform(pcm[:1001])
+    for bad, error in [(np.zeros(10, np.int32), TypeError), ("text", TypeError), (np.zeros((4, 2), np.int16), ValueError)]:
+        with pytest.raises(error):
+            rec.accept_waveform(bad)
+    rec.accept_waveform(pcm[1001:1002])  # completes the odd sample
+    rec.accept_waveform(np.frombuffer(pcm[1002:2002], "<i2"))  # an int16 array
+    rec.accept_waveform(pcm[2002:])
+    assert rec.final_result() == expected
+
+
+def test_sample_rates_outside_range_are_refused(model):
+    for rate in (4000, 96000, 16000.5):
+        with pytest.raises(ValueError, match="sample rate"):
+            Recognizer(model, sample_rate=rate)
+    Recognizer(model, sample_rate=8000.0)  # Vosk's microphone client sends floats
+
+
+# -- endpoints (constructed log-probs, so the rules are tested exactly) --------
+
+
+def log_probs(path: str) -> torch.Tensor:
+    """'_' blank, ' ' space, letters: one output frame each, probability 0.9."""
+    lp = torch.full((len(path), len(DEFAULT_TOKENS)), 0.1 / 28).log()
+    for t, ch in enumerate(path):
+        lp[t, BLANK if ch == "_" else DEFAULT_TOKENS.index(ch)] = np.log(0.9)
+    return lp
+
+
+def run_stream(path: str, cuts, endpoint=None) -> list[dict]:
+    stream = Stream(DEFAULT_TOKENS, endpoint=endpoint or EndpointConfig())
+    lp = log_probs(path)
+    edges = [0, *cuts, len(path)]
+    finals = []
+    for a, b in zip(edges, edges[1:]):
+        stream.consume(lp[a:b])
+        finals += stream.finals  # each utterance, unmerged
+        stream.finals = []
+    return finals
+
+
+def test_endpoint_after_silence_following_speech_is_frame_exact():
+    silence = "_" * 25  # 25 frames x 40 ms = 1.0 s: rule 2
+    path = "_hi_" + silence + "_there_" + "_" * 10
+    for cuts in ([], [3], [17, 29], list(range(1, len(path)))):
+        finals = run_stream(path, cuts)
+        assert [f["text"] for f in finals] == ["hi"], cuts
+        assert finals[0]["result"][0]["start"] == pytest.approx(0.04)
+
+
+def test_endpoint_times_are_absolute_after_an_endpoint():
+    stream = Stream(DEFAULT_TOKENS)
+    stream.consume(log_probs("_hi_" + "_" * 25 + "__yo_"))
+    assert stream.pop_final()["text"] == "hi"
+    stream.finish_utterance()
+    (word,) = stream.pop_final()["result"]
+    assert word["word"] == "yo" and word["start"] == pytest.approx(31 * 0.04)
+
+
+def test_silence_without_speech_and_maximum_length():
+    finals = run_stream("_" * 130, [50])
+    assert [f["text"] for f in finals] == ["", ""]  # rule 1 at 2.4 s (60 frames), twice
+    ep = EndpointConfig(max_utterance=1.0)
+    finals = run_stream("ab" * 40, [7], endpoint=ep)
+    assert len(finals) == 3 and all(f["text"] for f in finals)  # rule 3: 80 frames -> 25 + 25 + 25 (+5 open)
+
+
+def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav):
+    model = default_model_or_skip()
+    one = load_audio(speech_wav)
+    gap = np.zeros(int(1.6 * SAMPLE_RATE), np.float32)
+    rec = Recognizer(model)
+    endpoints = 0
+    for samples in (one, gap, one, gap):
+        for i in range(0, len(samples), 3200):
+            if rec.accept_waveform(samples[i : i + 3200]):
+                endpoints += 1
+                text = rec.result()["text"]
+                assert "fox" in text or "dog" in text or "quick" in text, text
+    assert endpoints == 2
+
+
+def default_model_or_skip():
+    try:
+        return asr.load_model(device="cpu")
+    except asr.ModelNotFoundError:
+        pytest.skip("the embedded default model is not installed")
+
+
+# -- BatchEngine ---------------------------------------------------------------
+
+
+def test_batch_engine_equals_single_streams(model, clip, shared_data, rng):
+    import soundfile as sf
+
+    clips = [(clip, SAMPLE_RATE)]
+    clips += [sf.read(p, dtype="float32") for p in sorted((shared_data / "fsdd" / "recordings").glob("*_lucas_1*.wav"))[:3]]
+    clips += [sf.read(shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac", dtype="float32")]
+    expected = []
+    for samples, rate in clips:
+        rec = Recognizer(model, sample_rate=rate)
+        rec.accept_waveform(samples)
+        expected.append(rec.final_result())
+
+    engine = BatchEngine(model, capacity=2)  # has to grow
+    pending = {i: 0 for i in range(len(clips))}
+    streams, results = {}, {}
+    start_at = {i: i * 2 for i in pending}  # streams join at different rounds
+    rounds = 0
+    while pending:
+        for i in list(pending):
+            if rounds < start_at[i]:
+                continue
+            samples, rate = clips[i]
+            stream = streams.get(i) or streams.setdefault(i, engine.add_stream(rate))
+            n = int(rng.integers(1, rate // 3))
+            stream.push(samples[pending[i] : pending[i] + n])
+            pending[i] += n
+            if pending[i] >= len(samples):
+                del pending[i]
+                engine.flush(stream)
+                results[i] = stream.pop_final()
+                engine.remove_stream(stream)  # and leave
+        engine.step()
+        rounds += 1
+    assert [results[i] for i in range(len(clips))] == expected
+    assert not engine.streams and sorted(engine.free) == list(range(engine.state.ctx1.shape[0]))  # every slot back
+
+
+def test_long_stream_keeps_buffers_bounded(model, rng):
+    rec = Recognizer(model)
+    noise = (rng.standard_normal(SAMPLE_RATE * 60) * 0.05).astype(np.float32)
+    for i in range(0, len(noise), 3200):
+        rec.accept_waveform(noise[i : i + 3200])
+        if rec.stream.has_final():
+            rec.result()
+        s = rec.stream
+        assert s.ready < 16 and len(s.queue) <= 1 and s.mel.tail.numel() < 400
+        assert s.frame - s.greedy.start_frame <= 500  # rule 3 bounds an utterance to 20 s
+    assert rec.stream.frame == 60 * 25 - 1 or rec.stream.frame >= 60 * 25 - 4
+
+
+def test_reset_forgets_the_utterance(model, clip):
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS)
+    rec.accept_waveform(clip)
+    rec.reset()
+    assert rec.partial_result() == {"partial": ""}
+    rec.accept_waveform(clip)
+    fresh = Recognizer(model, endpoint=NO_ENDPOINTS)
+    fresh.accept_waveform(clip)
+    assert rec.final_result()["text"] == fresh.final_result()["text"]
