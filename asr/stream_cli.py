@@ -1,0 +1,95 @@
+"""`asr stream FILE`: stream a file through a Recognizer as if it were live.
+
+Partials are rewritten in place on a terminal; finals go on new lines with
+their start and end times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import soundfile as sf
+
+from asr.audio import AudioError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr stream", description="stream a file through the recognizer")
+    p.add_argument("file")
+    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--realtime", action="store_true", help="feed audio at real-time pace (default: as fast as possible)")
+    p.add_argument("--chunk", type=float, default=0.2, help="seconds of audio per accept_waveform call (default 0.2)")
+    p.add_argument("--json", action="store_true", help="print every result as a JSON line")
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
+    p.add_argument("--beam-size", type=int, default=0, help="CTC prefix beam search for finals (0 = greedy)")
+    p.add_argument("--lm", default=None, help="KenLM/ARPA word language model for beam search")
+    p.add_argument("--hotword", action="append", default=[], metavar="PHRASE[:WEIGHT]", help="boost a phrase (repeatable)")
+    return p
+
+
+def open_audio(path: str):
+    try:
+        return sf.SoundFile(path)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0]})") from None
+
+
+def main(argv=None) -> int:
+    import asr
+    from asr.stream import Recognizer
+
+    args = build_parser().parse_args(argv)
+    model = asr.load_model(args.model, device=args.device)
+    if args.int8:
+        from asr.export import quantize_int8
+
+        model = quantize_int8(model)
+    beam_factory = None
+    if args.beam_size or args.lm or args.hotword:
+        from asr.beam import beam_factory_from_options
+
+        beam_factory = beam_factory_from_options(model.tokens, args.beam_size or 16, args.lm, args.hotword)
+    tty = sys.stdout.isatty() and not args.json
+    with open_audio(args.file) as audio:
+        rec = Recognizer(model, sample_rate=audio.samplerate, beam_factory=beam_factory)
+        block = max(1, int(args.chunk * audio.samplerate))
+        start = time.monotonic()
+        fed = 0
+        for chunk in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
+            rec.accept_waveform(chunk.mean(axis=1))
+            fed += len(chunk)
+            if rec.stream.has_final():
+                show_final(rec.result(), tty, args.json)
+            elif tty or args.json:
+                show_partial(rec.partial_result(), tty, args.json)
+            if args.realtime:
+                time.sleep(max(0.0, start + fed / audio.samplerate - time.monotonic()))
+    show_final(rec.final_result(), tty, args.json)
+    return 0
+
+
+def show_partial(result: dict, tty: bool, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+    elif tty:
+        print("\r\033[K" + result["partial"], end="", flush=True)
+
+
+def show_final(result: dict, tty: bool, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+        return
+    text = result["alternatives"][0]["text"] if "alternatives" in result else result["text"]
+    if not text:
+        if tty:
+            print("\r\033[K", end="", flush=True)
+        return
+    words = result.get("result") or []
+    span = f"[{words[0]['start']:7.2f} - {words[-1]['end']:7.2f}] " if words else ""
+    print(("\r\033[K" if tty else "") + span + text, flush=True)
