@@ -14,6 +14,7 @@ than one word outside /usr/share/dict/words).
 train.txt is ordered by a weighted random interleave of the sources, so any
 prefix of it (synthesize.py reads the first NUM_SYNTH lines) has the mixture in
 WEIGHTS; test.txt is drawn the same way and never shares a sentence with train.
+Sentences of --exclude transcripts (real evaluation sets) are left out of both.
 
 Writes OUT/train.txt, OUT/test.txt and OUT/lm_train.txt (all train sentences).
 """
@@ -21,6 +22,7 @@ Writes OUT/train.txt, OUT/test.txt and OUT/lm_train.txt (all train sentences).
 from __future__ import annotations
 
 import argparse
+import csv
 import html.parser
 import random
 import re
@@ -35,12 +37,47 @@ PYDOC = Path("/usr/share/doc/python3-doc/html")
 DICT = Path("/usr/share/dict/words")
 
 # Share of each source in any prefix of train.txt (and in test.txt).
-WEIGHTS = {"wordnet": 0.25, "fortunes": 0.20, "kids": 0.20, "commands": 0.10,
-           "digits": 0.10, "numbers": 0.05, "pydoc": 0.10}
+WEIGHTS = {
+    "wordnet": 0.25,
+    "fortunes": 0.20,
+    "kids": 0.20,
+    "commands": 0.10,
+    "digits": 0.10,
+    "numbers": 0.05,
+    "pydoc": 0.10,
+}
 SKIP_FORTUNES = {"ascii-art", "art", "perl", "debian", "linux", "knghtbrd", "translate-me"}
 ODD = re.compile(r"https?:|www\.|\.com\b|\.org\b|@|[{}<>=_\\/|#$^~\[\]*+]|\.\.\.\w|\w\.\w|\s--\S")
-ABBREV = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "ie", "eg", "ii", "iii", "iv", "vi", "vii",
-          "viii", "ix", "xi", "xii", "pp", "ps", "ok", "tv", "usa", "uk", "bc", "pm"}
+ABBREV = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "sr",
+    "vs",
+    "etc",
+    "ie",
+    "eg",
+    "ii",
+    "iii",
+    "iv",
+    "vi",
+    "vii",
+    "viii",
+    "ix",
+    "xi",
+    "xii",
+    "pp",
+    "ps",
+    "ok",
+    "tv",
+    "usa",
+    "uk",
+    "bc",
+    "pm",
+}
 SENT_SPLIT = re.compile(r"(?<=[.!?;])[\"')\]]*\s+")
 
 
@@ -114,22 +151,30 @@ def pydoc_text():
 DIGITS = "zero one two three four five six seven eight nine".split()
 NAMES = "tom anna max lily sam emma ben lucy jack mia leo grace peter mary john kate david sarah".split()
 RELATIVES = "mother father sister brother grandma grandpa aunt uncle friend teacher mom dad".split()
-NOUNS = [("cat", "cats"), ("dog", "dogs"), ("bird", "birds"), ("ball", "balls"), ("book", "books"),
-         ("apple", "apples"), ("banana", "bananas"), ("car", "cars"), ("tree", "trees"), ("house", "houses"),
-         ("bear", "bears"), ("duck", "ducks"), ("fish", "fish"), ("horse", "horses"), ("cake", "cakes"),
-         ("chair", "chairs"), ("table", "tables"), ("cup", "cups"), ("hat", "hats"), ("shoe", "shoes"),
-         ("flower", "flowers"), ("box", "boxes"), ("egg", "eggs"), ("pencil", "pencils"), ("kite", "kites"),
-         ("boat", "boats"), ("train", "trains"), ("rabbit", "rabbits"), ("monkey", "monkeys"), ("bag", "bags"),
-         ("door", "doors"), ("window", "windows"), ("orange", "oranges"), ("cookie", "cookies"), ("toy", "toys"),
-         ("sheep", "sheep"), ("child", "children"), ("mouse", "mice"), ("bus", "buses"), ("star", "stars")]
-ADJS = ("red blue green yellow big small little old new happy hungry funny tall short soft warm cold "
-        "pretty brown white black clean").split()
-PLACES = ("on the table", "in the box", "under the bed", "in the garden", "at school", "in the park",
-          "near the door", "at home", "in the kitchen", "by the river", "on the bus", "in the sky")
-VERBS = [("see", "sees"), ("like", "likes"), ("want", "wants"), ("have", "has"), ("eat", "eats"),
-         ("draw", "draws"), ("find", "finds"), ("need", "needs"), ("love", "loves"), ("buy", "buys")]
-ACTIONS = ("play football", "read a book", "go to school", "swim in the sea", "ride my bike", "sing a song",
-           "eat ice cream", "help my mother", "watch the birds", "fly a kite", "clean my room", "go to bed early")
+NOUNS = [
+    tuple(pair.split(":"))
+    for pair in (
+        "cat:cats dog:dogs bird:birds ball:balls book:books apple:apples banana:bananas car:cars tree:trees "
+        "house:houses bear:bears duck:ducks fish:fish horse:horses cake:cakes chair:chairs table:tables "
+        "cup:cups hat:hats shoe:shoes flower:flowers box:boxes egg:eggs pencil:pencils kite:kites boat:boats "
+        "train:trains rabbit:rabbits monkey:monkeys bag:bags door:doors window:windows orange:oranges "
+        "cookie:cookies toy:toys sheep:sheep child:children mouse:mice bus:buses star:stars"
+    ).split()
+]
+ADJS = (
+    "red blue green yellow big small little old new happy hungry funny tall short soft warm cold "
+    "pretty brown white black clean"
+).split()
+PLACES = (
+    "on the table|in the box|under the bed|in the garden|at school|in the park|near the door|at home|"
+    "in the kitchen|by the river|on the bus|in the sky"
+).split("|")
+VERBS = [tuple(p.split(":")) for p in "see:sees like:likes want:wants have:has eat:eats draw:draws".split()]
+VERBS += [tuple(p.split(":")) for p in "find:finds need:needs love:loves buy:buys".split()]
+ACTIONS = (
+    "play football|read a book|go to school|swim in the sea|ride my bike|sing a song|eat ice cream|"
+    "help my mother|watch the birds|fly a kite|clean my room|go to bed early"
+).split("|")
 DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
 ROOMS = "kitchen bedroom living room bathroom office garage hallway garden".split()
 DEVICES = "lights lamp fan heater radio television music alarm".split()
@@ -144,36 +189,66 @@ def kids_sentence(r: random.Random) -> str:
     adj, rel, name = r.choice(ADJS), r.choice(RELATIVES), r.choice(NAMES)
     verb, verbs = r.choice(VERBS)
     count = r.randint(2, 12)
-    return r.choice([
-        f"we call it {n}", f"this is my {n}", f"i {verb} the {adj} {n}", f"my {rel} {verbs} {an(adj)} {n}",
-        f"{name} {verbs} {number_to_words(count)} {ns}", f"the {n} is {r.choice(PLACES)}",
-        f"where is the {adj} {n}", f"look at the {adj} {n}", f"can you see the {n} {r.choice(PLACES)}",
-        f"i like to {r.choice(ACTIONS)}", f"on {r.choice(DAYS)} we {r.choice(ACTIONS).replace('my', 'our')}",
-        f"the {ns} are {adj}", f"there are {number_to_words(count)} {ns} {r.choice(PLACES)}",
-        f"{name} and {r.choice(NAMES)} {r.choice(ACTIONS).replace('my', 'their')}",
-        f"it is {an(adj)} {n}", f"i have {an(adj)} {n} and {an(r.choice(ADJS))} {r.choice(NOUNS)[0]}",
-        f"my {rel} can {r.choice(ACTIONS).replace('my', 'his')}", f"do you {verb} {ns}",
-        f"the {adj} {n} is mine", f"please give me the {n}", f"i am {number_to_words(r.randint(4, 12))} years old",
-    ])
+    return r.choice(
+        [
+            f"we call it {n}",
+            f"this is my {n}",
+            f"i {verb} the {adj} {n}",
+            f"my {rel} {verbs} {an(adj)} {n}",
+            f"{name} {verbs} {number_to_words(count)} {ns}",
+            f"the {n} is {r.choice(PLACES)}",
+            f"where is the {adj} {n}",
+            f"look at the {adj} {n}",
+            f"can you see the {n} {r.choice(PLACES)}",
+            f"i like to {r.choice(ACTIONS)}",
+            f"on {r.choice(DAYS)} we {r.choice(ACTIONS).replace('my', 'our')}",
+            f"the {ns} are {adj}",
+            f"there are {number_to_words(count)} {ns} {r.choice(PLACES)}",
+            f"{name} and {r.choice(NAMES)} {r.choice(ACTIONS).replace('my', 'their')}",
+            f"it is {an(adj)} {n}",
+            f"i have {an(adj)} {n} and {an(r.choice(ADJS))} {r.choice(NOUNS)[0]}",
+            f"my {rel} can {r.choice(ACTIONS).replace('my', 'his')}",
+            f"do you {verb} {ns}",
+            f"the {adj} {n} is mine",
+            f"please give me the {n}",
+            f"i am {number_to_words(r.randint(4, 12))} years old",
+        ]
+    )
 
 
 def command_sentence(r: random.Random) -> str:
     num = number_to_words(r.randint(1, 60))
-    return r.choice([
-        f"turn {r.choice(['on', 'off'])} the {r.choice(ROOMS)} {r.choice(DEVICES)}",
-        f"set a timer for {num} {r.choice(['seconds', 'minutes', 'hours'])}",
-        f"set an alarm for {number_to_words(r.randint(1, 12))} {r.choice(['in the morning', 'at night', 'o clock', 'thirty'])}",
-        f"call {r.choice(NAMES)}", f"send a message to {r.choice(NAMES)}",
-        f"play some {r.choice(['jazz', 'rock', 'classical', 'quiet', 'happy', 'pop'])} music",
-        f"what is the weather {r.choice(['today', 'tomorrow', 'like on ' + r.choice(DAYS)])}",
-        f"{r.choice(['move', 'go', 'turn'])} {r.choice(['left', 'right', 'forward', 'back', 'up', 'down'])}",
-        f"volume {r.choice(['up', 'down'])}", r.choice(["next song", "stop the music", "what time is it",
-                                                       "cancel that", "go back", "open the door", "yes please",
-                                                       "no thank you", "start recording", "stop recording"]),
-        f"go to page {num}", f"open the {r.choice(['calendar', 'camera', 'browser', 'settings', 'map'])}",
-        f"remind me to call my {r.choice(RELATIVES)} on {r.choice(DAYS)}",
-        f"{r.choice(['increase', 'decrease'])} the temperature by {number_to_words(r.randint(1, 9))} degrees",
-    ])
+    return r.choice(
+        [
+            f"turn {r.choice(['on', 'off'])} the {r.choice(ROOMS)} {r.choice(DEVICES)}",
+            f"set a timer for {num} {r.choice(['seconds', 'minutes', 'hours'])}",
+            f"set an alarm for {number_to_words(r.randint(1, 12))} {r.choice(['in the morning', 'at night', 'o clock', 'thirty'])}",
+            f"call {r.choice(NAMES)}",
+            f"send a message to {r.choice(NAMES)}",
+            f"play some {r.choice(['jazz', 'rock', 'classical', 'quiet', 'happy', 'pop'])} music",
+            f"what is the weather {r.choice(['today', 'tomorrow', 'like on ' + r.choice(DAYS)])}",
+            f"{r.choice(['move', 'go', 'turn'])} {r.choice(['left', 'right', 'forward', 'back', 'up', 'down'])}",
+            f"volume {r.choice(['up', 'down'])}",
+            r.choice(
+                [
+                    "next song",
+                    "stop the music",
+                    "what time is it",
+                    "cancel that",
+                    "go back",
+                    "open the door",
+                    "yes please",
+                    "no thank you",
+                    "start recording",
+                    "stop recording",
+                ]
+            ),
+            f"go to page {num}",
+            f"open the {r.choice(['calendar', 'camera', 'browser', 'settings', 'map'])}",
+            f"remind me to call my {r.choice(RELATIVES)} on {r.choice(DAYS)}",
+            f"{r.choice(['increase', 'decrease'])} the temperature by {number_to_words(r.randint(1, 9))} degrees",
+        ]
+    )
 
 
 def digits_sentence(r: random.Random) -> str:
@@ -183,13 +258,21 @@ def digits_sentence(r: random.Random) -> str:
 def number_sentence(r: random.Random) -> str:
     n = r.choice([r.randint(0, 100), r.randint(100, 10000), r.randint(10000, 10**7)])
     year = f"{number_to_words(r.randint(11, 20))} {number_to_words(r.randint(10, 99))}"
-    return r.choice([
-        number_to_words(n) + " " + r.choice(["dollars", "people", "miles", "points", "percent", "times"]),
-        f"the number is {number_to_words(n)}", f"it costs {number_to_words(n % 1000)} dollars",
-        f"in {year}", f"the year was {year}", f"room {number_to_words(r.randint(100, 999))}",
-        f"chapter {number_to_words(r.randint(1, 40))}", f"page {number_to_words(r.randint(1, 500))}",
-        f"call me at {digits_sentence(r)}", f"my code is {digits_sentence(r)}", number_to_words(n),
-    ])
+    return r.choice(
+        [
+            number_to_words(n) + " " + r.choice(["dollars", "people", "miles", "points", "percent", "times"]),
+            f"the number is {number_to_words(n)}",
+            f"it costs {number_to_words(n % 1000)} dollars",
+            f"in {year}",
+            f"the year was {year}",
+            f"room {number_to_words(r.randint(100, 999))}",
+            f"chapter {number_to_words(r.randint(1, 40))}",
+            f"page {number_to_words(r.randint(1, 500))}",
+            f"call me at {digits_sentence(r)}",
+            f"my code is {digits_sentence(r)}",
+            number_to_words(n),
+        ]
+    )
 
 
 def generated(fn, n: int, seed: int):
@@ -198,6 +281,7 @@ def generated(fn, n: int, seed: int):
 
 
 # --- cleaning and mixing ----------------------------------------------------
+
 
 def load_dictionary() -> set[str]:
     if not DICT.exists():
@@ -238,13 +322,30 @@ def main() -> None:
     ap.add_argument("--num-test", type=int, default=200)
     ap.add_argument("--max-pydoc", type=int, default=8000, help="cap on Python-doc sentences")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument(
+        "--exclude",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="transcripts.tsv files (column 'reference') whose sentences must not be used",
+    )
     args = ap.parse_args()
 
     vocab = load_dictionary()
-    raw = {"fortunes": fortune_text(), "wordnet": wordnet_text(), "pydoc": pydoc_text(),
-           "kids": generated(kids_sentence, 8000, args.seed), "commands": generated(command_sentence, 3000, args.seed),
-           "digits": generated(digits_sentence, 3000, args.seed), "numbers": generated(number_sentence, 2000, args.seed)}
     seen: set[str] = set()
+    for path in args.exclude:
+        with open(path, newline="") as f:
+            seen.update(normalize_text(row["reference"]) for row in csv.DictReader(f, delimiter="\t"))
+    print(f"excluding {len(seen)} sentences of {len(args.exclude)} evaluation/real sets")
+    raw = {
+        "fortunes": fortune_text(),
+        "wordnet": wordnet_text(),
+        "pydoc": pydoc_text(),
+        "kids": generated(kids_sentence, 8000, args.seed),
+        "commands": generated(command_sentence, 3000, args.seed),
+        "digits": generated(digits_sentence, 3000, args.seed),
+        "numbers": generated(number_sentence, 2000, args.seed),
+    }
     pools: dict[str, list[str]] = {}
     caps = {"kids": 8000, "commands": 3000, "digits": 3000, "numbers": 2000}
     for name, texts in raw.items():
@@ -258,12 +359,12 @@ def main() -> None:
     r = random.Random(args.seed)
     pydoc = pools.get("pydoc", [])
     r.shuffle(pydoc)
-    del pydoc[args.max_pydoc:]
+    del pydoc[args.max_pydoc :]
     pools = {k: v for k, v in pools.items() if v}
     if not pools:
         sys.exit("error: no text found")
     order = list(interleave(pools, r))
-    test, train = order[: args.num_test], order[args.num_test:]
+    test, train = order[: args.num_test], order[args.num_test :]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "test.txt").write_text("\n".join(test) + "\n")
     (args.out / "train.txt").write_text("\n".join(train) + "\n")

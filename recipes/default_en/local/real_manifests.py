@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""JSONL manifests for the shared real speech (see DATA/README.md).
+
+Writes to OUT:
+  so762_train.jsonl  speechocean762 minus the DEV_SPEAKERS below
+  so762_dev.jsonl    the DEV_SPEAKERS (validation)
+  fsdd_train.jsonl   FSDD speakers george, jackson, lucas, nicolas, theo
+  fsdd_test.jsonl    FSDD speaker yweweler (held out: evaluation only)
+  real_en.jsonl      read English sentences (evaluation only, never training)
+Audio paths are relative to OUT; texts are normalised with normalize_text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from asr.tokenizer import normalize_text
+
+# speechocean762 validation speakers: two per cell of child (< 16 years) / adult x female / male,
+# taken from meta/train/spk2age and spk2gender, spread over the speaker ids.
+DEV_SPEAKERS = {
+    "so762_0048",
+    "so762_3046",  # child, male (6, 9 years)
+    "so762_0070",
+    "so762_5414",  # child, female (6, 11 years)
+    "so762_1309",
+    "so762_9624",  # adult, male (31, 29 years)
+    "so762_2089",
+    "so762_9613",  # adult, female (20, 33 years)
+}
+FSDD_TRAIN = {"george", "jackson", "lucas", "nicolas", "theo"}
+FSDD_TEST = {"yweweler"}
+
+
+def read_tsv(path: Path) -> list[dict]:
+    if not path.exists():
+        sys.exit(f"error: {path} not found")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def rows(data: Path, name: str, out: Path, keep=lambda row: True, speaker=lambda row: row["speaker"]):
+    for i, row in enumerate(read_tsv(data / name / "transcripts.tsv")):
+        if keep(row):
+            audio = data / name / row["file"]
+            yield {
+                "id": f"{name}_{Path(row['file']).stem}" if name != "real_en" else f"real_en_{i:03d}",
+                "audio": os.path.relpath(audio, out),
+                "duration": float(row["duration_s"]),
+                "text": normalize_text(row["reference"]),
+                "speaker": speaker(row),
+            }
+
+
+def write(out: Path, name: str, items) -> None:
+    items = list(items)
+    missing = [x["audio"] for x in items if not (out / x["audio"]).exists()]
+    if missing:
+        sys.exit(f"error: {len(missing)} audio files missing in {name}, e.g. {out / missing[0]}")
+    with open(out / f"{name}.jsonl", "w") as f:
+        f.writelines(json.dumps(x) + "\n" for x in items)
+    hours = sum(x["duration"] for x in items) / 3600
+    print(f"{name}: {len(items)} utterances, {hours:.2f} h, {len({x['speaker'] for x in items})} speakers")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="shared data folder (with speechocean762/, fsdd/, real_en/)")
+    ap.add_argument("out", type=Path, help="manifest folder (WORK/manifests)")
+    args = ap.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"error: data folder {args.data} not found (set DATA=...)")
+    data, out = Path(os.path.abspath(args.data)), Path(os.path.abspath(args.out))
+    out.mkdir(parents=True, exist_ok=True)
+
+    so762 = list(rows(data, "speechocean762", out))
+    speakers = {x["speaker"] for x in so762}
+    if not DEV_SPEAKERS <= speakers:
+        sys.exit(f"error: dev speakers missing from speechocean762: {sorted(DEV_SPEAKERS - speakers)}")
+    write(out, "so762_train", (x for x in so762 if x["speaker"] not in DEV_SPEAKERS))
+    write(out, "so762_dev", (x for x in so762 if x["speaker"] in DEV_SPEAKERS))
+    write(out, "fsdd_train", rows(data, "fsdd", out, lambda row: row["speaker"] in FSDD_TRAIN))
+    write(out, "fsdd_test", rows(data, "fsdd", out, lambda row: row["speaker"] in FSDD_TEST))
+    write(out, "real_en", rows(data, "real_en", out, speaker=lambda row: row["source"].split(":")[0]))
+
+
+if __name__ == "__main__":
+    main()
