@@ -89,7 +89,6 @@ class Stream:
         self.endpoint = endpoint or EndpointConfig()
         self.words = words
         self.max_alternatives = max_alternatives
-        self.beam_factory = beam_factory  # () -> beam decoder with begin/step/end, or None for greedy
         self.pcm = PcmInput()
         self.resampler = StreamResampler(self.sample_rate)
         self.mel = MelStream(logmel)
@@ -98,6 +97,7 @@ class Stream:
         self.frame = 0  # absolute index of the next output frame
         self.finals: list[dict] = []  # finished utterances not yet collected
         self.slot = -1  # row in the engine's stacked state
+        self.beam = beam_factory() if beam_factory else None  # one beam decoder per stream, reused per utterance
         self._new_utterance()
 
     # -- input ---------------------------------------------------------------
@@ -122,7 +122,6 @@ class Stream:
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
         self.greedy = GreedyDecoder(self.tokens, FRAME_SHIFT, start_frame=self.frame)
-        self.beam = self.beam_factory() if self.beam_factory else None
         if self.beam:
             self.beam.begin()
 
@@ -167,9 +166,9 @@ class Stream:
 
     def _final(self) -> dict:
         if self.beam:
-            hyps = self.beam.end()
+            hyps = self.beam.end(time_offset=self.greedy.start_frame * FRAME_SHIFT)
             text = hyps[0]["text"] if hyps else ""
-            words = self.greedy.words() if text == self.greedy.text() else _beam_words(hyps)
+            words = hyps[0]["words"] if hyps else []
         else:
             hyps, words = None, self.greedy.words()
             text = " ".join(w["word"] for w in words)
@@ -207,13 +206,6 @@ class Stream:
 
 def _mean_conf(words: list[dict]) -> float:
     return sum(w["conf"] for w in words) / len(words) if words else 1.0
-
-
-def _beam_words(hyps: list[dict]) -> list[dict]:
-    if not hyps:
-        return []
-    conf = hyps[0]["confidence"]
-    return [{"word": w["word"], "start": w["start"], "end": w["end"], "conf": round(conf, 4)} for w in hyps[0].get("words", [])]
 
 
 class BatchEngine:

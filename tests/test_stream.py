@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import asr
-from asr.audio import SAMPLE_RATE, load_audio, resample
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, resample
 from asr.decoding import BLANK
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
@@ -227,3 +227,22 @@ def test_reset_forgets_the_utterance(model, clip):
     fresh = Recognizer(model, endpoint=NO_ENDPOINTS)
     fresh.accept_waveform(clip)
     assert rec.final_result()["text"] == fresh.final_result()["text"]
+
+
+def test_beam_search_in_the_recognizer_equals_whole_utterance_beam(model, clip, rng):
+    from asr.beam import BeamSearchDecoder, beam_factory_from_options
+
+    with torch.inference_mode():
+        feats = LogMel()(torch.from_numpy(to_pcm_float(clip)))
+        log_probs, _ = model(feats[None], torch.tensor([feats.shape[0]]))
+    whole = BeamSearchDecoder(DEFAULT_TOKENS, beam_size=8, nbest=3).decode(log_probs[0])
+    factory = beam_factory_from_options(DEFAULT_TOKENS, beam_size=8, nbest=3)
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS, beam_factory=factory, max_alternatives=3)
+    feed_randomly(rec, to_pcm(clip), rng)
+    final = rec.final_result()
+    assert [a["text"] for a in final["alternatives"]] == [h["text"] for h in whole]
+    assert final["alternatives"][0]["confidence"] == pytest.approx(whole[0]["confidence"], abs=1e-3)
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS, beam_factory=factory)
+    rec.accept_waveform(to_pcm(clip))
+    final = rec.final_result()
+    assert final["text"] == whole[0]["text"] and [w["word"] for w in final["result"]] == final["text"].split()
