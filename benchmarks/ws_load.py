@@ -1,0 +1,278 @@
+"""Load test for `asr serve`: N concurrent real-time clients; latency, errors, server memory and CPU.
+
+    python benchmarks/ws_load.py --clients 50,100,200,300                 # starts `asr serve` (default model)
+    python benchmarks/ws_load.py --random-model --clients 50,100          # no trained model yet: same size, random
+    python benchmarks/ws_load.py --url ws://host:2700 --pid 1234          # a server already running
+
+Each client streams real speech (../shared/data/real_en, else synthesized) as
+16 kHz int16 PCM in `--chunk` second messages at real-time pace, starting at a
+random moment within the first chunk, and times each message from sending it to
+receiving its reply. The clients run in this process, the server in another.
+Prints a table, writes JSON (--out), and names the largest N whose p95 latency
+is at most --target-ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import connect
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "real_en" / "audio"
+SAMPLE_RATE = 16000  # Hz sent to the server
+TARGET_MS = 100.0  # p95 latency a load level must stay under
+
+
+# -- audio ------------------------------------------------------------------------------
+
+
+def load_speech(data_dir: Path, seconds: float) -> np.ndarray:
+    """At least `seconds` of 16 kHz int16 speech: real clips joined, or espeak-ng sentences."""
+    from asr.audio import load_audio
+
+    clips = sorted(p for p in data_dir.glob("*") if p.suffix in (".wav", ".flac")) if data_dir.is_dir() else []
+    if not clips:
+        clips = synthesize(Path(tempfile.mkdtemp(prefix="ws_load_")))
+    audio = np.concatenate([load_audio(p) for p in clips])
+    audio = np.tile(audio, int(np.ceil(seconds * SAMPLE_RATE / len(audio))) + 1)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2")
+
+
+def synthesize(folder: Path) -> list[Path]:
+    if shutil.which("espeak-ng") is None:
+        sys.exit(f"ws_load: error: no clips in {DEFAULT_DATA} and espeak-ng is not installed (use --data)")
+    texts = [
+        "the quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore",
+        "one two three four",
+    ]
+    paths = []
+    for i, text in enumerate(texts):
+        path = folder / f"s{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        paths.append(path)
+    return paths
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def start_server(args) -> tuple[subprocess.Popen, str]:
+    model = args.model
+    if args.random_model:
+        import torch
+
+        from asr.checkpoint import save_checkpoint
+        from asr.model import GRUCTC, ModelConfig
+        from asr.tokenizer import DEFAULT_TOKENS
+
+        torch.manual_seed(0)
+        model = str(Path(tempfile.mkdtemp(prefix="ws_load_")) / "random.pt")
+        save_checkpoint(model, GRUCTC(ModelConfig()), DEFAULT_TOKENS)  # default size, random weights
+    cmd = [sys.executable, "-m", "asr.cli", "serve", "--port", "0", "--device", args.device]
+    cmd += ["--max-connections", str(max(args.clients) + 10), "--log-level", "WARNING"]
+    cmd += ["--model", model] if model else []
+    log = tempfile.NamedTemporaryFile("w+", prefix="ws_load_server_", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # WARNING level hides the listening line; find the port from /proc instead.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"ws_load: error: the server exited:\n{Path(log.name).read_text()}")
+        port = listening_port(proc.pid)
+        if port:
+            return proc, f"ws://127.0.0.1:{port}"
+        time.sleep(0.2)
+    proc.kill()
+    sys.exit("ws_load: error: the server did not start in 120 s")
+
+
+def listening_port(pid: int) -> int | None:
+    """The TCP port a process listens on (Linux /proc), or None."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        f = line.split()
+        if f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
+            return int(f[1].split(":")[1], 16)
+    return None
+
+
+def proc_stats(pid: int | None) -> dict:
+    """Server RSS (MB), peak RSS (MB) and CPU seconds so far (Linux /proc)."""
+    if not pid:
+        return {}
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {"rss_mb": kb.get("VmRSS", 0) / 1024, "peak_rss_mb": kb.get("VmHWM", 0) / 1024, "cpu_s": cpu}
+
+
+def server_metrics(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url.replace("ws", "http", 1) + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+
+
+# -- the clients ------------------------------------------------------------------------------------
+
+
+async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float, delay: float, headers) -> dict:
+    step = int(SAMPLE_RATE * chunk)
+    latencies, errors = [], []
+    await asyncio.sleep(delay)
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=30, max_size=None) as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": SAMPLE_RATE}}))
+            start = time.monotonic()
+            for i in range(int(seconds / chunk)):
+                await asyncio.sleep(max(0.0, start + i * chunk - time.monotonic()))
+                data = pcm[offset + i * step : offset + (i + 1) * step].tobytes()
+                sent = time.perf_counter()
+                await ws.send(data)
+                reply = json.loads(await ws.recv())
+                latencies.append(time.perf_counter() - sent)
+                if "error" in reply:
+                    errors.append(reply["error"])
+                    break
+            await ws.send('{"eof" : 1}')
+            json.loads(await ws.recv())
+    except Exception as exc:  # a refused or dropped connection is a result, not a crash
+        errors.append(f"{type(exc).__name__}: {exc}")
+    return {"latencies": latencies, "errors": errors}
+
+
+async def run_level(args, url, pcm, n: int, rng) -> dict:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+    span = len(pcm) - int(SAMPLE_RATE * (args.seconds + 1))
+    tasks = [
+        client(
+            url, pcm, int(rng.integers(0, span)), args.seconds, args.chunk, float(rng.uniform(0, args.chunk)), headers
+        )
+        for _ in range(n)
+    ]
+    return await asyncio.gather(*tasks)
+
+
+def measure(args, url, pid, pcm, n, rng) -> dict:
+    before, stats0, t0 = server_metrics(url), proc_stats(pid), time.monotonic()
+    results = asyncio.run(run_level(args, url, pcm, n, rng))
+    wall = time.monotonic() - t0
+    after, stats1 = server_metrics(url), proc_stats(pid)
+    lat = np.array([x for r in results for x in r["latencies"]]) * 1000
+    errors = [e for r in results for e in r["errors"]]
+
+    def delta(key):
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    audio = delta("gru_asr_audio_seconds_total")
+    batches = delta("gru_asr_batch_size_count")
+    row = {
+        "clients": n,
+        "replies": int(lat.size),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "max_ms": float(lat.max()) if lat.size else None,
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "rtf": delta("gru_asr_processing_seconds_total") / audio if audio else None,
+        "mean_batch": delta("gru_asr_batch_size_sum") / batches if batches else None,
+        "server_cpu_percent": 100 * (stats1["cpu_s"] - stats0["cpu_s"]) / wall if stats1 else None,
+        "server_rss_mb": stats1.get("rss_mb"),
+        "server_peak_rss_mb": stats1.get("peak_rss_mb"),
+        "wall_s": wall,
+    }
+    return row
+
+
+COLUMNS = [  # key, title, format
+    ("clients", "clients", "{}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("p95_ms", "p95 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("max_ms", "max ms", "{:.1f}"),
+    ("errors", "errors", "{}"),
+    ("rtf", "RTF", "{:.3f}"),
+    ("mean_batch", "mean batch", "{:.1f}"),
+    ("server_cpu_percent", "CPU %", "{:.0f}"),
+    ("server_rss_mb", "RSS MB", "{:.0f}"),
+]
+WIDTH = 11  # characters per column
+
+
+def format_header() -> str:
+    return "".join(title.rjust(WIDTH) for _, title, _ in COLUMNS)
+
+
+def format_row(row: dict) -> str:
+    return "".join((fmt.format(row[k]) if row.get(k) is not None else "-").rjust(WIDTH) for k, _, fmt in COLUMNS)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", default="50,100,200,300", help="comma-separated load levels (default 50,100,200,300)")
+    p.add_argument("--seconds", type=float, default=20.0, help="audio each client streams per level (default 20)")
+    p.add_argument("--chunk", type=float, default=0.2, help="seconds per message (default 0.2)")
+    p.add_argument("--url", default=None, help="a running server; default: start `asr serve` here")
+    p.add_argument("--pid", type=int, default=None, help="with --url: the server's pid, for RSS and CPU")
+    p.add_argument("--model", default=None, help="model for the started server (default: the embedded one)")
+    p.add_argument("--random-model", action="store_true", help="start the server with a random default-size model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--token", default=os.environ.get("ASR_TOKEN"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default ../shared/data/real_en)")
+    p.add_argument("--target-ms", type=float, default=TARGET_MS, help="p95 latency limit (default 100)")
+    p.add_argument("--out", type=Path, default=Path("ws_load.json"), help="JSON results (default ws_load.json)")
+    args = p.parse_args(argv)
+    args.clients = [int(x) for x in args.clients.split(",") if x.strip()]
+
+    pcm = load_speech(args.data, args.seconds + 60)
+    proc = None
+    if args.url:
+        url, pid = args.url.rstrip("/"), args.pid
+    else:
+        proc, url = start_server(args)
+        pid = proc.pid
+    rng = np.random.default_rng(0)
+    rows = []
+    try:
+        print(format_header(), flush=True)
+        for n in args.clients:
+            rows.append(measure(args, url, pid, pcm, n, rng))
+            print(format_row(rows[-1]), flush=True)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=30)
+    ok = [r["clients"] for r in rows if r["p95_ms"] is not None and r["p95_ms"] <= args.target_ms and not r["errors"]]
+    best = max(ok) if ok else None
+    print(f"max clients with p95 <= {args.target_ms:g} ms and no errors: {best if best is not None else 'none'}")
+    info = {"url": url, "seconds": args.seconds, "chunk": args.chunk, "cpu_count": os.cpu_count(), "model": args.model}
+    info["random_model"] = args.random_model
+    args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

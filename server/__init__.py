@@ -1,0 +1,1 @@
+"""The websocket server: `asr serve` (Vosk-compatible protocol, one shared BatchEngine)."""

@@ -1,0 +1,497 @@
+"""`asr serve`: a Vosk-compatible websocket server over one shared BatchEngine.
+
+Threads: the asyncio event loop runs every connection (websockets) and never
+touches the model; ONE worker thread owns the `BatchEngine` (server/worker.py)
+and batches the streams of all connections into each forward pass.
+Modules: protocol.py (messages), web.py (HTTP, auth, TLS), metrics.py.
+
+Each connection reads its next message only after replying to the previous
+one, so at most one job per connection is in flight; websockets' `max_queue`
+then pauses the socket, and TCP pushes back on a client that runs ahead.
+
+Decoding hook: `AsrServer(decoder_factory=...)` gets each stream's options
+(sample_rate, words, max_alternatives, phrase_list) and returns a Stream
+`beam_factory` (or None for greedy). Beam search with hotwords from the
+client's phrase_list plugs in there once asr/beam.py exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import itertools
+import json
+import logging
+import mimetypes
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
+from server import protocol
+from server.metrics import Metrics
+from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
+from server.web import authorized, http_response, make_ssl_context, static_file, text_response
+from server.worker import EngineWorker
+
+log = logging.getLogger("asr.server")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 2700  # 0 picks a free port
+    max_connections: int = 500
+    max_message_bytes: int = 1 << 20  # larger messages close the socket with 1009
+    idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
+    max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
+    sample_rate: int = 16000  # Hz, when the client sends no config (Vosk's server defaults to 8000)
+    token: str | None = None  # bearer token clients must present; None: no auth
+    certfile: str | None = None
+    keyfile: str | None = None
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES  # feature frames per model step
+    ping_interval: float | None = 20.0  # seconds
+    ping_timeout: float | None = 20.0  # seconds
+    max_queue: int = 4  # messages websockets buffers per connection before pausing the socket
+    shutdown_timeout: float = 10.0  # seconds open streams get to finish on SIGTERM
+    static_dir: Path = STATIC_DIR
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # when utterances end
+
+
+def _reply(stream) -> dict:
+    return stream.pop_final() if stream.has_final() else stream.partial()
+
+
+def _final(engine: BatchEngine, stream) -> dict:
+    engine.flush(stream)
+    return stream.pop_final()
+
+
+# -- one connection --------------------------------------------------------------------
+
+
+class Closing(Exception):
+    """End the connection: optionally send a last message, then close with `code`."""
+
+    def __init__(self, code: int, reason: str, message: str | None = None):
+        super().__init__(reason)
+        self.code, self.reason, self.message = code, reason, message
+
+
+class Connection:
+    def __init__(self, app: AsrServer, ws: ServerConnection, cid: int):
+        self.app, self.ws, self.id = app, ws, cid
+        self.options = {
+            "sample_rate": app.config.sample_rate,
+            "words": True,
+            "max_alternatives": 0,
+            "phrase_list": None,
+        }
+        self.stream = None
+        self.binary_seen = False
+        self.samples = 0  # samples received (at self.rate)
+        self.rate = app.config.sample_rate
+        self.rate_configured = False  # a config message set the rate
+
+    def log(self, event: str, level: int = logging.INFO, **fields) -> None:
+        extra = "".join(f" {k}={v}" for k, v in fields.items())
+        log.log(level, "conn=%d event=%s%s", self.id, event, extra)
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                message = await self.next_message()
+                received = time.perf_counter()
+                reply = await self.handle(message)
+                if reply is not None:
+                    await self.ws.send(protocol.dumps(reply))
+                    self.app.metrics.replied(time.perf_counter() - received)
+        except Closing as c:
+            await self.close(c)
+        except ConnectionClosed as exc:
+            sent = exc.sent.code if exc.sent else None
+            if sent == protocol.CLOSE_TOO_BIG:
+                self.app.metrics.error("too_big")
+                self.log("error", logging.WARNING, kind="too_big", limit=self.app.config.max_message_bytes)
+            elif exc.rcvd is None and sent is None:
+                self.log("disconnect", detail="abrupt")
+            else:
+                self.log("disconnect", code=exc.rcvd.code if exc.rcvd else sent)
+        finally:
+            if self.stream is not None:
+                stream, self.stream = self.stream, None
+                self.app.worker.post(lambda engine: engine.remove_stream(stream))
+
+    async def close(self, c: Closing) -> None:
+        try:
+            if c.message is not None:
+                await self.ws.send(c.message)
+            await self.ws.close(c.code, c.reason)
+            self.log("close", code=c.code, reason=json.dumps(c.reason))
+        except ConnectionClosed:
+            self.log("disconnect", detail="before_close")
+
+    async def next_message(self):
+        """The client's next message; raises Closing on shutdown or idle timeout."""
+        recv = asyncio.ensure_future(self.ws.recv())
+        done, _ = await asyncio.wait(
+            (recv, self.app.stopping), timeout=self.app.config.idle_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if recv in done:
+            return recv.result()
+        recv.cancel()
+        if self.app.stopping.done():
+            reply = await self.final()
+            raise Closing(CLOSE_GOING_AWAY, "server shutting down", protocol.dumps(reply))
+        raise Closing(CLOSE_NORMAL, "idle timeout")
+
+    async def handle(self, message) -> dict | None:
+        """The reply to one message (None for config); raises Closing to end the connection."""
+        try:
+            if isinstance(message, str):
+                return await self.handle_text(message)
+            return await self.handle_audio(message)
+        except ProtocolError as exc:
+            self.app.metrics.error(exc.kind)
+            self.log("error", logging.WARNING, kind=exc.kind, detail=json.dumps(str(exc)))
+            raise Closing(exc.code, exc.kind, protocol.error(str(exc))) from None
+
+    async def handle_text(self, text: str) -> dict | None:
+        command = protocol.parse_text(text)
+        if isinstance(command, protocol.Config):
+            if self.binary_seen:
+                raise ProtocolError("config must come before the audio", "config_after_audio", CLOSE_POLICY)
+            self.options = command.merged_into(self.options)
+            self.rate = self.options["sample_rate"]
+            self.rate_configured = self.rate_configured or command.sample_rate is not None
+            self.log("config", **{k: json.dumps(v) for k, v in self.options.items() if v is not None})
+            return None  # Vosk's server sends nothing back for a config
+        reply = await self.final()
+        if isinstance(command, protocol.Eof):
+            raise Closing(CLOSE_NORMAL, "eof", protocol.dumps(reply))
+        return reply
+
+    async def handle_audio(self, data: bytes) -> dict:
+        if not self.binary_seen:
+            self.binary_seen = True
+            if protocol.is_riff(data):
+                rate, offset = protocol.parse_wav_header(data)
+                if self.rate_configured and rate != self.rate:
+                    raise ProtocolError(f"WAV header says {rate} Hz but the config said {self.rate} Hz", "bad_wav")
+                self.rate = self.options["sample_rate"] = rate
+                data = data[offset:]
+        stream = await self.ensure_stream()
+        self.samples += len(data) // 2
+        self.app.metrics.audio(len(data) / 2 / self.rate)
+        if self.samples > self.app.config.max_stream_seconds * self.rate:
+            reply = await self.app.worker.call(lambda e: stream.push(data), lambda e: _final(e, stream))
+            self.app.metrics.error("too_long")
+            reason = f"stream longer than {self.app.config.max_stream_seconds:g} s"
+            self.log("error", logging.WARNING, kind="too_long", detail=json.dumps(reason))
+            raise Closing(CLOSE_POLICY, reason, protocol.dumps(reply))
+        return await self.app.worker.call(lambda e: stream.push(data), lambda e: _reply(stream))
+
+    async def ensure_stream(self):
+        if self.stream is None:
+            options = dict(
+                endpoint=self.app.config.endpoint,
+                words=self.options["words"],
+                max_alternatives=self.options["max_alternatives"],
+                beam_factory=self.app.decoder_factory(self.options),
+            )
+            rate = self.rate
+            self.stream = await self.app.worker.call(lambda e: e.add_stream(rate, **options))
+        return self.stream
+
+    async def final(self) -> dict:
+        stream = await self.ensure_stream()
+        return await self.app.worker.call(after=lambda e: _final(e, stream))
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+def greedy_only(options: dict):
+    """Default decoder factory: greedy CTC; a client's phrase_list is kept in `options` but not used yet.
+
+    With beam search (asr/beam.py) a factory would be, for example:
+        lambda o: beam_factory_from_options(model.tokens, hotwords=o["phrase_list"] or ())
+    """
+    return None
+
+
+class AsrServer:
+    def __init__(self, model, config: ServerConfig | None = None, decoder_factory=greedy_only):
+        self.model = model
+        self.config = config or ServerConfig()
+        self.decoder_factory = decoder_factory
+        self.metrics = Metrics()
+        self.ids = itertools.count(1)
+        self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
+        self.server = None
+        self.worker = None
+        self.stopping: asyncio.Future | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        c = self.config
+        self.stopping = asyncio.get_running_loop().create_future()
+        self.worker = EngineWorker(BatchEngine(self.model, chunk_frames=c.chunk_frames, capacity=16), self.metrics)
+        self.worker.start()
+        try:
+            self.server = await serve(
+                self.handler,
+                c.host,
+                c.port,
+                process_request=self.process_request,
+                ssl=make_ssl_context(c.certfile, c.keyfile),
+                max_size=c.max_message_bytes,
+                max_queue=c.max_queue,
+                ping_interval=c.ping_interval,
+                ping_timeout=c.ping_timeout,
+                compression=None,  # PCM does not compress; deflate would cost CPU per connection
+                server_header="gru-asr",
+            )
+        except BaseException:
+            self.worker.stop()
+            raise
+        log.info("event=listening url=%s model=%s", self.url, getattr(self.model, "source", "in-memory"))
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.config.certfile else "ws"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def shutdown(self) -> None:
+        """Stop accepting; every open stream gets its final result and close 1001; stop the worker."""
+        if self.stopping.done():
+            return
+        log.info("event=shutdown connections=%d", self.metrics.connections)
+        self.stopping.set_result(None)
+        self.server.close(close_connections=False)
+        try:
+            await asyncio.wait_for(self.server.wait_closed(), self.config.shutdown_timeout)
+        except asyncio.TimeoutError:
+            for conn in list(self.server.connections):
+                await conn.close(CLOSE_GOING_AWAY, "server shutting down")
+            await self.server.wait_closed()
+        await asyncio.to_thread(self.worker.stop)
+        log.info("event=stopped")
+
+    # -- websocket connections ------------------------------------------------------
+    async def handler(self, ws: ServerConnection) -> None:
+        conn = Connection(self, ws, next(self.ids))
+        self.metrics.opened()
+        conn.log("open", peer=_peer(ws), path=json.dumps(ws.request.path.split("?")[0]))
+        try:
+            await conn.serve()
+        except Exception:
+            self.metrics.error("internal")
+            log.exception("conn=%d event=error kind=internal", conn.id)
+            if ws.state is State.OPEN:
+                await ws.close(CLOSE_INTERNAL, "internal error")
+        finally:
+            self.admitted.discard(ws)
+            self.metrics.closed()
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path, _, query = request.path.partition("?")
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return self.http_get(path)
+        if self.stopping.done():
+            return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
+        if self.config.token and not authorized(request, query, self.config.token):
+            self.metrics.error("unauthorized")
+            log.warning("event=error kind=unauthorized peer=%s", _peer(connection))
+            response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
+            return response
+        self.admitted = {c for c in self.admitted if c.state is not State.CLOSED}
+        if len(self.admitted) >= self.config.max_connections:
+            self.metrics.error("over_capacity")
+            log.warning(
+                "event=error kind=over_capacity peer=%s limit=%d", _peer(connection), self.config.max_connections
+            )
+            return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections, try again later\n")
+        self.admitted.add(connection)
+        return None
+
+    def http_get(self, path: str) -> Response:
+        if path == "/healthz":
+            body = {
+                "status": "stopping" if self.stopping.done() else "ok",
+                "connections": self.metrics.connections,
+                "max_connections": self.config.max_connections,
+                "model": str(getattr(self.model, "source", "in-memory")),
+            }
+            return http_response(HTTPStatus.OK, json.dumps(body) + "\n", "application/json")
+        if path == "/metrics":
+            return http_response(HTTPStatus.OK, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+        file = static_file(self.config.static_dir, path)
+        if file is None:
+            return text_response(HTTPStatus.NOT_FOUND, "not found\n")
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return http_response(HTTPStatus.OK, file.read_bytes(), kind)
+
+
+def _peer(ws: ServerConnection) -> str:
+    addr = ws.remote_address
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+
+# -- running it --------------------------------------------------------------------------
+
+
+async def run_until_signalled(app: AsrServer) -> None:
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.shutdown()
+
+
+class BackgroundServer:
+    """An AsrServer on its own event loop in a thread (tests, benchmarks, embedding).
+
+    with BackgroundServer(model, ServerConfig(port=0)) as srv:
+        connect(srv.url)
+    """
+
+    def __init__(self, model, config: ServerConfig | None = None, **kwargs):
+        self.app = AsrServer(model, config or ServerConfig(port=0), **kwargs)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="asr-server", daemon=True)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.app.start())
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        self.ready.wait()
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.app.shutdown(), self.loop).result()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self.app.url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerConfig()
+    p = argparse.ArgumentParser(prog="asr serve", description="Vosk-compatible websocket speech recognition server")
+    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
+    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one)")
+    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--max-connections", type=int, default=d.max_connections, help="beyond it, HTTP 503")
+    p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="larger messages: close 1009")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout, help="seconds without a message")
+    p.add_argument("--max-stream-seconds", type=float, default=d.max_stream_seconds, help="audio per connection")
+    p.add_argument("--sample-rate", type=int, default=d.sample_rate, help="Hz when a client sends no config")
+    p.add_argument("--token", default=os.environ.get("ASR_TOKEN"), help="require this bearer token (env ASR_TOKEN)")
+    p.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss://")
+    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not inside --certfile")
+    p.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="10 ms feature frames per model step")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def config_from_args(args) -> ServerConfig:
+    from server.protocol import check_sample_rate
+
+    for name in ("max_connections", "max_message_bytes"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("idle_timeout", "max_stream_seconds"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    try:
+        check_sample_rate(args.sample_rate)
+    except ProtocolError as exc:
+        raise ValueError(f"--sample-rate: {exc}") from None
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a port number")
+    make_ssl_context(args.certfile, args.keyfile)  # fail before loading the model
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_connections=args.max_connections,
+        max_message_bytes=args.max_message_bytes,
+        idle_timeout=args.idle_timeout,
+        max_stream_seconds=args.max_stream_seconds,
+        sample_rate=args.sample_rate,
+        token=args.token or None,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        chunk_frames=args.chunk_frames,
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def main(argv=None) -> int:
+    import asr
+    from asr.checkpoint import CheckpointError
+    from asr.cli import fail
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+        model = asr.load_model(args.model, device=args.device)
+        asyncio.run(run_until_signalled(AsrServer(model, config)))
+    except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return fail(f"cannot listen on {args.host}:{args.port}: address already in use")
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The engine worker: ONE thread owns the BatchEngine; the event loop talks to it through a queue.
+
+A job is two functions of the engine: `before` (add a stream, push audio) and
+`after` (compute the reply). The worker takes every queued job, applies each
+`before`, steps the engine until no stream has a full chunk (so the streams of
+all connections share each forward pass), applies each `after`, and resolves
+the jobs' futures on their event loop with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from asr.stream import BatchEngine
+from server.metrics import Metrics
+
+log = logging.getLogger("asr.server")
+
+
+@dataclass
+class Job:
+    before: object  # engine -> value, applied before stepping
+    after: object  # engine -> reply, computed after stepping
+    future: asyncio.Future | None
+    loop: asyncio.AbstractEventLoop | None
+    value: object = None
+    error: BaseException | None = None
+
+    def run(self, fn, engine) -> None:
+        if fn is None or self.error is not None:
+            return
+        try:
+            self.value = fn(engine)
+        except Exception as exc:  # one stream's failure is its own
+            self.error = exc
+
+
+class EngineWorker:
+    """Owns the BatchEngine; one thread, fed through a queue."""
+
+    def __init__(self, engine: BatchEngine, metrics: Metrics):
+        self.engine = engine
+        self.metrics = metrics
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="asr-engine", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+    def call(self, before=None, after=None) -> asyncio.Future:
+        """Run `before(engine)` and `after(engine)` in the worker; the future gets after's value (else before's)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.jobs.put(Job(before, after, future, loop))
+        return future
+
+    def post(self, before) -> None:
+        """Fire and forget (removing a stream)."""
+        self.jobs.put(Job(before, None, None, None))
+
+    def _loop(self) -> None:
+        while True:
+            jobs = [self.jobs.get()]
+            while jobs[-1] is not None:
+                try:
+                    jobs.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = jobs[-1] is None
+            jobs = [j for j in jobs if j is not None]
+            if jobs:
+                self._process(jobs)
+            if stop:
+                return
+
+    def _process(self, jobs: list[Job]) -> None:
+        start = time.perf_counter()
+        for job in jobs:
+            job.run(job.before, self.engine)
+        sizes = []
+        try:
+            while n := self.engine.step():
+                sizes.append(n)
+        except Exception as exc:
+            log.exception("event=engine_failure")
+            for job in jobs:
+                job.error = job.error or exc
+        for job in jobs:
+            job.run(job.after, self.engine)
+        self.metrics.processed(time.perf_counter() - start, sizes)
+        by_loop: dict = {}
+        for job in jobs:
+            if job.future is not None:
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the loop has closed
+                pass
+
+
+def _settle(jobs: list[Job]) -> None:
+    for job in jobs:
+        if job.future.done():  # cancelled: the connection went away
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.value)

@@ -1,0 +1,432 @@
+"""The websocket server on loopback with real clients: Vosk protocol, batching, limits, auth, TLS, shutdown, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import wave
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from asr.audio import load_audio
+from asr.checkpoint import save_checkpoint
+from asr.model import GRUCTC, ModelConfig
+from asr.stream import EndpointConfig, Recognizer
+from asr.tokenizer import DEFAULT_TOKENS
+from server.app import BackgroundServer, ServerConfig, main
+from server.web import static_file
+
+# Short utterances, so that random weights still give finals in the middle of a stream.
+ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Random weights: gibberish, but gibberish that must not depend on the batch a stream ran in."""
+    torch.manual_seed(7)
+    m = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32)).eval()
+    m.tokens = DEFAULT_TOKENS
+    return m
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with BackgroundServer(model, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def speech_pcm(speech_wav) -> bytes:
+    return to_pcm(load_audio(speech_wav))
+
+
+def to_pcm(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def offline(model, chunks, rate=16000, endpoint=ENDPOINT, **options) -> list[dict]:
+    """What a Recognizer alone says after each chunk, then its final result: the server must say the same."""
+    rec = Recognizer(model, rate, endpoint=endpoint, **options)
+    replies = [rec.result() if rec.accept_waveform(c) else rec.partial_result() for c in chunks]
+    return [*replies, rec.final_result()]
+
+
+async def stream(url, chunks, config=None, end='{"eof" : 1}', pause=0.0, **kw) -> list[dict]:
+    """Send config, then each chunk waiting for its reply, then eof; the replies in order."""
+    async with connect(url, **kw) as ws:
+        if config is not None:
+            await ws.send(json.dumps({"config": config}))
+        replies = []
+        for chunk in chunks:
+            await ws.send(chunk)
+            replies.append(json.loads(await ws.recv()))
+            if pause:
+                await asyncio.sleep(pause)
+        await ws.send(end)
+        replies.append(json.loads(await ws.recv()))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd.code == 1000
+        return replies
+
+
+async def vosk_test_py(uri, path, frames=None):
+    """alphacep/vosk-server websocket/test.py, as its users run it (prints replaced by a list).
+
+    Its current version sends 0.2 s per message; older ones sent 8000 frames (`frames`).
+    """
+    out = []
+    async with websockets.connect(uri) as websocket:
+        wf = wave.open(str(path), "rb")
+        await websocket.send('{ "config" : { "sample_rate" : %d } }' % (wf.getframerate()))  # noqa: UP031 (verbatim)
+        buffer_size = frames or int(wf.getframerate() * 0.2)  # 0.2 seconds of audio
+        while True:
+            data = wf.readframes(buffer_size)
+            if len(data) == 0:
+                break
+            await websocket.send(data)
+            out.append(await websocket.recv())
+        await websocket.send('{"eof" : 1}')
+        out.append(await websocket.recv())
+    return [json.loads(r) for r in out]
+
+
+def http_get(url: str, path: str):
+    try:
+        with urllib.request.urlopen(url.replace("ws://", "http://") + path, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type"), exc.read().decode()
+
+
+# -- the protocol ----------------------------------------------------------------------
+
+
+def test_round_trip_partials_endpoints_reset_eof(server, model, speech_pcm):
+    chunks = split(speech_pcm, 3200)
+    half = len(chunks) // 2
+
+    async def client():
+        async with connect(server.url) as ws:
+            await ws.send('{"config" : {"sample_rate" : 16000.0, "words": true}}')  # no reply to a config
+            first = []
+            for c in chunks[:half]:
+                await ws.send(c)
+                first.append(json.loads(await ws.recv()))
+            await ws.send('{ "reset" : 1 }')
+            first.append(json.loads(await ws.recv()))
+            second = []
+            for c in chunks[half:]:
+                await ws.send(c)
+                second.append(json.loads(await ws.recv()))
+            await ws.send('{"eof" : 1}')
+            second.append(json.loads(await ws.recv()))
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return first, second
+
+    first, second = asyncio.run(client())
+    rec = Recognizer(model, 16000, endpoint=ENDPOINT)  # a reset is a final result; the stream goes on
+    expected = [rec.result() if rec.accept_waveform(c) else rec.partial_result() for c in chunks[:half]]
+    expected.append(rec.final_result())
+    assert first == expected
+    expected = [rec.result() if rec.accept_waveform(c) else rec.partial_result() for c in chunks[half:]]
+    assert second == [*expected, rec.final_result()]
+    replies = first + second
+    assert any("partial" in r for r in replies) and sum("text" in r for r in replies) >= 3  # endpoints fired
+    assert all("result" in r for r in replies if r.get("text"))
+    word = next(w for r in replies for w in r.get("result", []))
+    assert set(word) == {"word", "start", "end", "conf"} and word["start"] <= word["end"]
+
+
+def test_alternatives_and_no_words(server, model, speech_pcm):
+    chunks = split(speech_pcm, 8000)
+    got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "max_alternatives": 2}))
+    assert got == offline(model, chunks, max_alternatives=2)
+    assert "alternatives" in got[-1] and got[-1]["alternatives"][0].keys() == {"text", "confidence"}
+    got = asyncio.run(stream(server.url, chunks, {"words": False}))
+    assert got == offline(model, chunks, words=False)
+    assert all("result" not in r for r in got)
+
+
+def test_vosk_test_py_on_real_8khz_clip(server, model, shared_data):
+    path = shared_data / "fsdd" / "recordings" / "3_jackson_0.wav"
+    got = asyncio.run(vosk_test_py(server.url, path))
+    samples, rate = sf.read(path, dtype="int16")
+    assert rate == 8000
+    assert got == offline(model, split(samples.tobytes(), 3200), 8000)
+
+
+def test_vosk_test_py_on_synthesized_clip(server, model, speech_wav):
+    got = asyncio.run(vosk_test_py(server.url, speech_wav, frames=4000))  # 8000-byte messages
+    samples, rate = sf.read(speech_wav, dtype="int16")  # espeak-ng writes 22.05 kHz
+    assert got == offline(model, split(samples.tobytes(), 8000), rate)
+    assert "text" in got[-1]
+
+
+def test_50_concurrent_clients_equal_offline(server, model, shared_data, speech_wav):
+    paths = sorted((shared_data / "fsdd" / "recordings").glob("*_theo_*.wav"))[:45]
+    paths += sorted((shared_data / "real_en" / "audio").glob("*.wav"))[:4] + [speech_wav]
+    assert len(paths) == 50
+    rng = np.random.default_rng(0)
+    jobs = []
+    for path in paths:
+        samples, rate = sf.read(path, dtype="int16")
+        data = samples.tobytes()
+        cuts = np.sort(rng.integers(0, len(data), size=max(1, len(data) // 4000)))  # random sizes, odd ones too
+        jobs.append((rate, [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]))
+
+    async def all_clients():
+        return await asyncio.gather(*(stream(server.url, ch, {"sample_rate": rate}) for rate, ch in jobs))
+
+    batches = server.app.metrics.batch_size
+    before = batches.sum, batches.count
+    results = asyncio.run(all_clients())
+    for (rate, chunks), got in zip(jobs, results, strict=True):
+        assert got == offline(model, chunks, rate)
+    mean_batch = (batches.sum - before[0]) / (batches.count - before[1])
+    assert mean_batch > 2  # streams of different connections shared forward passes
+
+
+def test_pipelined_messages_get_one_reply_each_in_order(server, model, speech_pcm):
+    """A client that does not wait: the server reads on only after replying, so replies stay in order."""
+    chunks = split(speech_pcm, 1000)
+
+    async def client():
+        async with connect(server.url) as ws:
+            for chunk in chunks:
+                await ws.send(chunk)
+            await ws.send('{"eof" : 1}')
+            return [json.loads(await ws.recv()) for _ in range(len(chunks) + 1)]
+
+    assert asyncio.run(client()) == offline(model, chunks)
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+def test_max_connections_refused_with_503(model, speech_pcm):
+    async def client(url):
+        async with connect(url) as a, connect(url) as b:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url):
+                    pass
+            assert refused.value.response.status_code == 503
+            for ws in (a, b):  # the admitted ones still work
+                await ws.send(speech_pcm[:3200])
+                assert "partial" in json.loads(await ws.recv())
+        async with connect(url) as c:  # a slot is free again
+            await c.send('{"eof": 1}')
+            assert json.loads(await c.recv()) == {"text": ""}
+
+    with BackgroundServer(model, ServerConfig(port=0, max_connections=2)) as srv:
+        asyncio.run(client(srv.url))
+
+
+def test_message_too_big_closes_1009(model):
+    async def client(url):
+        async with connect(url) as ws:
+            await ws.send(b"\x00" * 2000)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value
+
+    with BackgroundServer(model, ServerConfig(port=0, max_message_bytes=1000)) as srv:
+        closed = asyncio.run(client(srv.url))
+        assert closed.rcvd.code == 1009
+        assert 'gru_asr_errors_total{kind="too_big"} 1' in http_get(srv.url, "/metrics")[2]
+
+
+def test_idle_timeout_and_max_stream_duration(model, speech_pcm):
+    async def idle(url):
+        async with connect(url) as ws:
+            await ws.send(speech_pcm[:3200])
+            await ws.recv()
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()  # nothing sent: the server gives up
+            return closed.value.rcvd
+
+    async def too_long(url):
+        async with connect(url) as ws:
+            replies = []
+            with pytest.raises(ConnectionClosed) as closed:
+                for chunk in split(speech_pcm, 6400):  # 0.2 s each
+                    await ws.send(chunk)
+                    replies.append(json.loads(await ws.recv()))
+            return replies, closed.value.rcvd
+
+    with BackgroundServer(model, ServerConfig(port=0, idle_timeout=1.0, max_stream_seconds=1.0)) as srv:
+        rcvd = asyncio.run(idle(srv.url))
+        assert (rcvd.code, rcvd.reason) == (1000, "idle timeout")
+        replies, rcvd = asyncio.run(too_long(srv.url))
+        assert rcvd.code == 1008 and "longer than 1 s" in rcvd.reason
+        assert len(replies) == 6 and all("partial" in r for r in replies[:5]) and "text" in replies[5]
+
+
+# -- auth and TLS ----------------------------------------------------------------------------
+
+
+def test_bearer_token(model):
+    async def attempt(url, **kw):
+        try:
+            async with connect(url, **kw) as ws:
+                await ws.send('{"eof" : 1}')
+                return json.loads(await ws.recv())
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    with BackgroundServer(model, ServerConfig(port=0, token="s3cret")) as srv:
+        assert asyncio.run(attempt(srv.url)) == 401
+        assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer wrong"})) == 401
+        assert asyncio.run(attempt(srv.url + "/?token=wrong")) == 401
+        assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer s3cret"})) == {"text": ""}
+        assert asyncio.run(attempt(srv.url + "/?token=s3cret")) == {"text": ""}  # browsers cannot set headers
+        assert http_get(srv.url, "/healthz")[0] == 200  # probes need no token
+
+
+def test_tls_with_self_signed_certificate(model, speech_pcm, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    config = ServerConfig(port=0, certfile=str(cert), keyfile=str(key), endpoint=ENDPOINT)
+    with BackgroundServer(model, config) as srv:
+        assert srv.url.startswith("wss://127.0.0.1:")
+        chunks = split(speech_pcm, 6400)
+        context = ssl.create_default_context(cafile=str(cert))
+        assert asyncio.run(stream(srv.url, chunks, ssl=context)) == offline(model, chunks)
+        with pytest.raises(ssl.SSLCertVerificationError):  # an untrusted certificate is refused by the client
+            asyncio.run(stream(srv.url, chunks))
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+def test_healthz_and_metrics(server, speech_pcm):
+    asyncio.run(stream(server.url, split(speech_pcm, 6400)))
+    deadline = time.monotonic() + 5
+    while server.app.metrics.connections and time.monotonic() < deadline:  # the handler ends just after the close
+        time.sleep(0.01)
+    status, kind, body = http_get(server.url, "/healthz")
+    assert status == 200 and kind == "application/json"
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["connections"] == 0 and health["model"] == "in-memory"
+    status, kind, body = http_get(server.url, "/metrics")
+    assert status == 200 and kind.startswith("text/plain; version=0.0.4")
+    values = {line.split()[0]: float(line.split()[1]) for line in body.splitlines() if not line.startswith("#")}
+    assert values["gru_asr_connections"] == 0 and values["gru_asr_connections_total"] >= 1
+    assert values["gru_asr_audio_seconds_total"] >= len(speech_pcm) / 32000 - 1e-6
+    assert 0 < values["gru_asr_processing_seconds_total"]
+    assert values['gru_asr_batch_size_bucket{le="+Inf"}'] == values["gru_asr_batch_size_count"] > 0
+    assert values["gru_asr_reply_latency_seconds_count"] >= len(speech_pcm) // 6400
+    assert "# TYPE gru_asr_reply_latency_seconds histogram" in body and "# TYPE gru_asr_connections gauge" in body
+
+
+def test_static_files_without_path_traversal(model, tmp_path):
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "index.html").write_text("<h1>hi</h1>")
+    (tmp_path / "secret.txt").write_text("no")
+    with BackgroundServer(model, ServerConfig(port=0, static_dir=tmp_path / "static")) as srv:
+        assert http_get(srv.url, "/")[:2] == (200, "text/html")
+        assert http_get(srv.url, "/index.html")[2] == "<h1>hi</h1>"
+        assert http_get(srv.url, "/nope.js")[0] == 404
+        assert http_get(srv.url, "/%2e%2e/secret.txt")[0] == 404
+    root = tmp_path / "static"
+    for bad in ("/../secret.txt", "/..%2fsecret.txt", "/%2e%2e/secret.txt", "//etc/passwd", "/a/../../secret.txt"):
+        assert static_file(root, bad) is None, bad
+    assert static_file(root, "/") == (root / "index.html").resolve()
+
+
+# -- the command: errors and graceful shutdown ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, model, model.tokens)
+    return path
+
+
+def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("server.app.setup_logging", lambda level: None)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["--model", str(bad), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"asr: error: {bad}:")
+    assert main(["--model", str(checkpoint), "--certfile", str(tmp_path / "none.pem")]) == 2
+    assert capsys.readouterr().err.strip() == f"asr: error: {tmp_path / 'none.pem'}: no such file"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--model", str(checkpoint), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"asr: error: cannot listen on 127.0.0.1:{port}: address already in use"
+
+
+def start_subprocess_server(checkpoint, log, log_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0"]
+    proc = subprocess.Popen(cmd, stderr=log, stdout=log, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log_path.read_text()
+        if "event=listening" in text:
+            return proc, text.split("event=listening url=")[1].split()[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}:\n{text}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def test_sigterm_finishes_open_streams(checkpoint, speech_pcm, tmp_path):
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc, url = start_subprocess_server(checkpoint, log, log_path)
+
+    async def client():
+        async with connect(url) as ws:
+            await ws.send('{"config": {"sample_rate": 16000}}')
+            for chunk in split(speech_pcm, 6400)[:4]:
+                await ws.send(chunk)
+                assert "partial" in json.loads(await ws.recv())
+            proc.send_signal(signal.SIGTERM)  # mid-stream
+            final = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            return final, closed.value.rcvd
+
+    try:
+        final, rcvd = asyncio.run(client())
+        assert "text" in final and rcvd.code == 1001
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "server.log").read_text()
+    assert "event=shutdown" in log and "event=stopped" in log and "Traceback" not in log
+    assert "conn=1 event=open" in log and "conn=1 event=close code=1001" in log
