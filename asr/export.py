@@ -1,10 +1,41 @@
-"""Model export and int8 dynamic quantisation."""
+"""Model export (ONNX, TorchScript), int8 dynamic quantisation, and loading any exported form.
+
+    asr export --format onnx --model model.pt --out model.onnx [--int8]
+    asr export --format torchscript --model model.pt --out model.ts [--int8]
+
+Both formats hold the streaming step without its pending-frame buffer:
+
+    (feats (B, T, F), hidden (L, B, H'), ctx1 (B, 2, F), ctx2 (B, 2, C))
+        -> (log_probs (B, T/4, V), hidden, ctx1, ctx2)
+
+T must be a multiple of SUBSAMPLING (4); B and T are dynamic. The loaders in
+`asr.onnx_backend` carry the 0-3 leftover frames themselves, so the loaded
+models have GRUCTC's `step(feats, state)` for any T. Tokens and the model
+config travel inside the file (ONNX metadata_props / TorchScript extra files).
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
 import warnings
+from pathlib import Path
 
 import torch
+from torch import nn
+
+from asr.model import SUBSAMPLING
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAMES = ("feats", "hidden", "ctx1", "ctx2")
+OUTPUT_NAMES = ("log_probs", "hidden_out", "ctx1_out", "ctx2_out")
+EXAMPLE_BATCH, EXAMPLE_FRAMES = 2, 16  # shapes of the example input used for tracing
+MAX_BATCH, MAX_GROUPS = 4096, 1 << 20  # bounds of the dynamic dimensions (streams; groups of 4 frames)
+TS_EXTRA_FILES = ("tokens.json", "config.json")
 
 
 def quantize_int8(model):
@@ -23,3 +54,166 @@ def quantize_int8(model):
         if hasattr(model, attr):
             setattr(quantized, attr, getattr(model, attr))
     return quantized
+
+
+class StepModule(nn.Module):
+    """GRUCTC's streaming step as a pure function of tensors (T a multiple of 4), for export."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats, hidden, ctx1, ctx2):
+        m = self.model
+        y, ctx1, ctx2 = m._subsample(m.normalize(feats), ctx1, ctx2)
+        y, hidden = m._rnn(y, hidden)
+        return m._head(y), hidden, ctx1, ctx2
+
+
+def _example_inputs(model) -> tuple[torch.Tensor, ...]:
+    state = model.init_state(EXAMPLE_BATCH, torch.device("cpu"))
+    feats = torch.randn(EXAMPLE_BATCH, EXAMPLE_FRAMES, model.config.n_mels)
+    return feats, state.hidden, state.ctx1, state.ctx2
+
+
+def metadata(model) -> dict[str, str]:
+    return {"tokens": json.dumps(list(model.tokens)), "config": json.dumps(model.config.to_dict())}
+
+
+def export_onnx(model, out, int8: bool = False) -> Path:
+    """Write the streaming step as ONNX (opset 18, dynamo exporter); int8 via onnxruntime's quantize_dynamic."""
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    groups = torch.export.Dim("groups", min=1, max=MAX_GROUPS)
+    dynamic = {
+        "feats": {0: batch, 1: SUBSAMPLING * groups},
+        "hidden": {1: batch},
+        "ctx1": {0: batch},
+        "ctx2": {0: batch},
+    }
+    tmp = out.with_name(out.name + ".tmp")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notes
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        warnings.simplefilter("ignore")
+        # torch.export first, then ONNX: torch.onnx.export(module) fails on a second export in one process
+        with torch.no_grad():
+            program = torch.export.export(StepModule(model), _example_inputs(model), dynamic_shapes=dynamic)
+        program = torch.onnx.export(
+            program, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamo=True, verbose=False
+        )
+    proto = program.model_proto
+    _fix_output_shapes(proto)
+    for key, value in metadata(model).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, tmp)
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fp32, tmp = tmp, out.with_name(out.name + ".int8.tmp")
+        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # "consider pre-processing"
+        quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8)
+        fp32.unlink()
+        _copy_metadata(proto, tmp)
+    tmp.replace(out)
+    return out
+
+
+def _fix_output_shapes(proto) -> None:
+    """The exporter writes the example's output length (4) as a fixed dim: make it symbolic, drop inferred shapes."""
+    del proto.graph.value_info[:]
+    for value in proto.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        if value.name == "log_probs":
+            dims[1].Clear()
+            dims[1].dim_param = "frames_out"
+
+
+def _copy_metadata(source_proto, path: Path) -> None:
+    import onnx
+
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(source_proto.metadata_props)
+    onnx.save(proto, path)
+
+
+def export_torchscript(model, out, int8: bool = False) -> Path:
+    """Trace the streaming step (optionally of the int8 model) into a TorchScript file with tokens and config."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    if int8:
+        model = quantize_int8(model)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(StepModule(model), _example_inputs(model), check_trace=False)
+    extra = {f"{k}.json": v for k, v in metadata(model).items()}
+    tmp = out.with_name(out.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the simplest C++-loadable form
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+    tmp.replace(out)
+    return out
+
+
+def load_any(path, threads: int | None = None, device: str = "cpu"):
+    """Load a model by extension: .onnx (ONNX Runtime), .ts/.pt with TorchScript inside, or a .pt bundle.
+
+    Every result has `tokens`, `config`, `eval()`, `init_state(batch, device)` and `step(feats, state)`.
+    """
+    from asr.checkpoint import CheckpointError, load_checkpoint
+    from asr.onnx_backend import OnnxModel, TorchScriptModel
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".onnx":
+        return OnnxModel(path, threads=threads)
+    if path.suffix in (".ts", ".torchscript", ".jit"):
+        return TorchScriptModel(path)
+    return load_checkpoint(path, device=device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr export", description="export the streaming model to ONNX or TorchScript")
+    p.add_argument("--format", required=True, choices=FORMATS, help="onnx (for ONNX Runtime) or torchscript")
+    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--out", required=True, help="output file (e.g. model.onnx, model.ts)")
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of the weights")
+    return p
+
+
+def main(argv=None) -> int:
+    import asr
+    from asr.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        if out.is_dir():
+            raise ValueError(f"--out {out}: is a directory, give a file name")
+        model = asr.load_model(args.model, device="cpu")
+        if args.format == "onnx":
+            export_onnx(model, out, int8=args.int8)
+        else:
+            export_torchscript(model, out, int8=args.int8)
+    except ImportError as exc:
+        print(
+            f"asr export: error: {args.format} export needs {exc.name} (pip install onnx onnxruntime onnxscript)",
+            file=sys.stderr,
+        )
+        return 2
+    except (CheckpointError, ValueError, FileNotFoundError, OSError) as exc:
+        print(f"asr export: error: {exc}", file=sys.stderr)
+        return 2
+    size = out.stat().st_size / 1e6
+    print(f"wrote {out} ({args.format}{' int8' if args.int8 else ''}, {size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

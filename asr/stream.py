@@ -144,7 +144,7 @@ class Stream:
         ep = self.endpoint
         if not ep.enabled:
             return None
-        best = log_probs.argmax(dim=-1).numpy()
+        best = log_probs.numpy().argmax(axis=-1)
         t = self.frame + np.arange(len(best))  # absolute frame indices
         speech = (best != BLANK) & (best != self.space)
         last = np.maximum.accumulate(np.maximum(np.where(speech, t, -1), self.greedy.last_speech_frame))

@@ -7,9 +7,9 @@
 #   1  text corpus        -> WORK/text/{train,test,lm_train}.txt
 #   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice}.jsonl
 #   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en}.jsonl
-#   4  train   (placeholder)
-#   5  eval    (placeholder)
-#   6  export  (placeholder)
+#   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
+#   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam}.{txt,tsv}
+#   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
 #
 # Knobs (environment): WORK, DATA, PYTHON, NUM_SYNTH (train utterances to synthesise), NJ (parallel jobs), SEED.
 set -euo pipefail
@@ -19,9 +19,10 @@ cd "$REPO"
 RECIPE=recipes/default_en
 WORK=${WORK:-$RECIPE/work}
 DATA=${DATA:-$(dirname "$REPO")/shared/data}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 NUM_SYNTH=${NUM_SYNTH:-5000}
 NJ=${NJ:-2}
+CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 SEED=${SEED:-1234}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -62,12 +63,33 @@ if run_stage 3 "real speech manifests from $DATA"; then
   done_stage 3
 fi
 
-# stage 4: train  -- TODO(lead): train with $RECIPE/conf/<model>.yaml on WORK/manifests/*train*.jsonl
-# if run_stage 4 "train"; then
-#   ...
-#   done_stage 4
-# fi
+if run_stage 4 "train ($CONF)"; then
+  # real speech is weighted up (speechocean762 x3, fsdd x2) so that 9 h of synthetic voices do not drown it
+  M=$WORK/manifests
+  $PYTHON -m asr.train --config "$CONF" --out "$WORK/exp" --resume \
+    --train "$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2" \
+    --valid "$M/so762_dev.jsonl" "$M/synth_test.jsonl"
+  done_stage 4
+fi
 
-# stage 5: eval   -- TODO(lead): WER on synth_test, synth_unseen_voice, so762_dev, fsdd_test, real_en
+if run_stage 5 "language model and evaluation"; then
+  # a word 3-gram from the synthetic corpus' training text and speechocean762's training transcripts
+  cat "$WORK/text/lm_train.txt" <($PYTHON -c "import json,sys; [print(json.loads(l)['text']) for l in open(sys.argv[1])]" "$WORK/manifests/so762_train.jsonl") > "$WORK/text/lm_all.txt"
+  $PYTHON -m asr.lm "$WORK/text/lm_all.txt" "$WORK/lm.arpa" --order 3
+  M=$WORK/manifests
+  for decoding in greedy beam; do
+    opts=""; [ $decoding = beam ] && opts="--beam-size 16 --lm $WORK/lm.arpa"
+    $PYTHON -m asr.evaluate "$M/synth_test.jsonl" "$M/synth_unseen_voice.jsonl" "$M/so762_dev.jsonl" "$M/fsdd_test.jsonl" "$M/real_en.jsonl" \
+      --model "$WORK/exp/best.pt" --report "$WORK/eval_$decoding.tsv" $opts | tee "$WORK/eval_$decoding.txt"
+  done
+  done_stage 5
+fi
 
-# stage 6: export -- TODO(lead): export the trained model for streaming inference
+if run_stage 6 "export"; then
+  # the shipped model: the best bundle, plus ONNX and int8 TorchScript exports beside it
+  cp "$WORK/exp/best.pt" "$WORK/default_en.pt"
+  $PYTHON -m asr.cli export --format onnx --model "$WORK/default_en.pt" --out "$WORK/default_en.onnx"
+  $PYTHON -m asr.cli export --format torchscript --int8 --model "$WORK/default_en.pt" --out "$WORK/default_en.int8.ts"
+  echo "to ship it: cp $WORK/default_en.pt asr/assets/default_en.pt"
+  done_stage 6
+fi

@@ -1,0 +1,123 @@
+"""Exported models (ONNX Runtime, TorchScript) behind GRUCTC's streaming interface.
+
+`OnnxModel` and `TorchScriptModel` have what `BatchEngine`, `Recognizer` and
+`transcribe` use from a GRUCTC: `tokens`, `config`, `eval()`,
+`init_state(batch, device)`, `step(feats, state) -> (log_probs, state)` and
+`parameters()` (one CPU tensor, so `next(model.parameters()).device` works).
+
+The exported graph takes whole groups of SUBSAMPLING frames; `step` keeps the
+0-3 leftover *raw* frames in `state.pending` (GRUCTC keeps normalised ones;
+each backend reads only its own states).
+
+Legend: B = batch, T = feature frames, U = output frames, F = mel bins, V = vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.model import GRUCTC, SUBSAMPLING, ModelConfig, ModelState
+
+
+class StepBackend:
+    """Common part: pending frames, state shapes; subclasses implement `_run(feats, hidden, ctx1, ctx2)`."""
+
+    def __init__(self, tokens: list[str], config: ModelConfig, source: str):
+        self.tokens = list(tokens)
+        self.config = config
+        self.source = source
+        self.extra: dict = {}
+        self._device_marker = torch.zeros(0)
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        yield self._device_marker
+
+    def init_state(self, batch: int = 1, device=None) -> ModelState:
+        # GRUCTC.init_state only reads the config: borrow it without building a model
+        return GRUCTC.init_state(self, batch, torch.device("cpu"))
+
+    def step(self, feats: torch.Tensor, state: ModelState):
+        """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state). The input state is kept."""
+        x = torch.cat([state.pending, feats], dim=1) if state.pending.shape[1] else feats
+        usable = x.shape[1] - x.shape[1] % SUBSAMPLING
+        pending = x[:, usable:]
+        if usable == 0:
+            return x.new_zeros(x.shape[0], 0, self.config.vocab_size), ModelState(
+                state.hidden, state.ctx1, state.ctx2, pending
+            )
+        log_probs, hidden, ctx1, ctx2 = self._run(x[:, :usable], state.hidden, state.ctx1, state.ctx2)
+        return log_probs, ModelState(hidden, ctx1, ctx2, pending)
+
+    def _run(self, feats, hidden, ctx1, ctx2):
+        raise NotImplementedError
+
+
+class OnnxModel(StepBackend):
+    """An exported .onnx step on ONNX Runtime's CPU provider; `threads` = intra-op threads (None: ORT's default)."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types
+            raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "tokens" not in meta or "config" not in meta:
+            raise ValueError(
+                f"{path}: ONNX model without gru-asr metadata (tokens, config); export it with `asr export`"
+            )
+        super().__init__(json.loads(meta["tokens"]), ModelConfig.from_dict(json.loads(meta["config"])), str(path))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, feats, hidden, ctx1, ctx2):
+        inputs = {
+            "feats": _np(feats),
+            "hidden": _np(hidden),
+            "ctx1": _np(ctx1),
+            "ctx2": _np(ctx2),
+        }
+        return tuple(torch.from_numpy(o) for o in self.session.run(self.output_names, inputs))
+
+
+class TorchScriptModel(StepBackend):
+    """An exported TorchScript step (fp32 or int8), loaded without the gru-asr model code."""
+
+    def __init__(self, path):
+        path = Path(path)
+        extra = {"tokens.json": "", "config.json": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        except Exception as exc:  # torch.jit raises RuntimeError and friends
+            raise ValueError(f"{path}: not a loadable TorchScript model ({str(exc).splitlines()[0][:200]})") from None
+        if not extra["tokens.json"] or not extra["config.json"]:
+            raise ValueError(f"{path}: TorchScript model without gru-asr tokens/config; export it with `asr export`")
+        super().__init__(
+            json.loads(extra["tokens.json"]), ModelConfig.from_dict(json.loads(extra["config.json"])), str(path)
+        )
+
+    @torch.inference_mode()
+    def _run(self, feats, hidden, ctx1, ctx2):
+        return self.module(feats.float().contiguous(), hidden.contiguous(), ctx1.contiguous(), ctx2.contiguous())
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).contiguous().numpy()

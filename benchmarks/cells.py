@@ -1,0 +1,175 @@
+"""GRU vs LSTM at equal hidden size and at equal parameter count: parameters, step time, CER after short trainings.
+
+    python benchmarks/cells.py --train M.jsonl --valid V.jsonl [--steps 300] [--minutes 4] [--out FILE]
+    python benchmarks/cells.py --no-train        # sizes and step times only
+
+Step time: fastest wall time of one `model.step` on a 16-frame chunk (160 ms of
+audio) with carried state, batch 1 and batch 100, at --threads torch threads.
+Training: `python -m asr.train` with the same manifests, seed, step budget and
+options for every cell; CER is the validation CER that asr.train logs at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import torch
+
+from asr.model import GRUCTC, ModelConfig
+
+CHUNK_FRAMES = 16  # feature frames (10 ms) per step
+BATCHES = (1, 100)
+TIMING_STEPS = 30  # timed steps per batch size (after warm-up)
+
+
+def size_configs(base: ModelConfig) -> list[tuple[str, ModelConfig]]:
+    """The GRU, an LSTM of the same hidden size, and an LSTM whose parameter count is closest to the GRU's."""
+    gru = ModelConfig(**{**base.to_dict(), "cell": "gru"})
+    lstm_same = ModelConfig(**{**base.to_dict(), "cell": "lstm"})
+    target = GRUCTC(gru).num_parameters()
+    hidden = min(
+        range(16, base.hidden_size + 1),
+        key=lambda h: abs(
+            count_parameters(ModelConfig(**{**base.to_dict(), "cell": "lstm", "hidden_size": h})) - target
+        ),
+    )
+    lstm_params = ModelConfig(**{**base.to_dict(), "cell": "lstm", "hidden_size": hidden})
+    return [
+        (f"gru H={gru.hidden_size}", gru),
+        (f"lstm H={lstm_same.hidden_size} (same H)", lstm_same),
+        (f"lstm H={hidden} (same params)", lstm_params),
+    ]
+
+
+def count_parameters(c: ModelConfig) -> int:
+    """GRUCTC.num_parameters() without building the model (checked against it in `main`)."""
+    conv = c.conv_channels * c.n_mels * 3 + c.conv_channels + c.conv_channels * c.conv_channels * 3 + c.conv_channels
+    return conv + rnn_parameters(c) + c.hidden_size * c.vocab_size + c.vocab_size
+
+
+def rnn_parameters(c: ModelConfig) -> int:
+    """Weights and the two biases of every layer of the recurrent stack."""
+    gates = 3 if c.cell == "gru" else 4
+    inputs = [c.conv_channels] + [c.hidden_size] * (c.num_layers - 1)
+    return sum(gates * c.hidden_size * (i + c.hidden_size + 2) for i in inputs)
+
+
+def step_time(config: ModelConfig, batch: int) -> float:
+    """Median seconds of one model.step on a CHUNK_FRAMES chunk at `batch`, state carried."""
+    torch.manual_seed(0)
+    model = GRUCTC(config).eval()
+    feats = torch.randn(batch, CHUNK_FRAMES, config.n_mels)
+    times = []
+    with torch.inference_mode():
+        state = model.init_state(batch)
+        for i in range(TIMING_STEPS + 5):
+            t = time.perf_counter()
+            _, state = model.step(feats, state)
+            if i >= 5:
+                times.append(time.perf_counter() - t)
+    return min(times)  # the least disturbed run: other processes only add time
+
+
+def train_and_score(name: str, config: ModelConfig, args, out_dir: Path) -> dict:
+    """Run asr.train for one cell; the CER/WER of its final validation and the steps it reached."""
+    out = out_dir / name.split()[0] / f"h{config.hidden_size}"
+    cmd = [
+        sys.executable, "-m", "asr.train",
+        "--train", *args.train, "--valid", *args.valid, "--out", str(out),
+        "--cell", config.cell, "--hidden-size", str(config.hidden_size),
+        "--num-layers", str(config.num_layers), "--conv-channels", str(config.conv_channels),
+        "--max-steps", str(args.steps), "--max-minutes", str(args.minutes),
+        "--warmup-steps", str(args.warmup_steps), "--valid-every", "0", "--seed", str(args.seed),
+        "--threads", str(args.threads), "--device", "cpu",
+        *shlex.split(args.train_args),
+    ]  # fmt: skip
+    print("  $ " + shlex.join(cmd), flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=common.REPO, capture_output=True, text=True)
+    minutes = (time.monotonic() - start) / 60
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        print(f"  training {name} failed: {' | '.join(tail)}", file=sys.stderr)
+        return {"train_error": " | ".join(tail), "train_minutes": minutes}
+    return {**read_log(out / "log.jsonl"), "train_minutes": minutes}
+
+
+def read_log(path: Path) -> dict:
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    valid = [r for r in records if "cer" in r]
+    last = valid[-1] if valid else {}
+    steps = max((r.get("step", 0) for r in records), default=0)
+    return {"cer": last.get("cer"), "wer": last.get("wer"), "valid_loss": last.get("loss"), "steps": steps}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/cells.json)")
+    p.add_argument("--hidden-size", type=int, default=ModelConfig.hidden_size, help="the GRU's hidden size")
+    p.add_argument("--num-layers", type=int, default=ModelConfig.num_layers)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for timing and training (default 1)")
+    p.add_argument("--train", nargs="+", help="training manifest(s) (JSONL)")
+    p.add_argument("--valid", nargs="+", help="validation manifest(s) (JSONL)")
+    p.add_argument("--no-train", action="store_true", help="skip the trainings (sizes and step times only)")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps per training (default 300)")
+    p.add_argument("--minutes", type=float, default=4.0, help="wall-clock cap per training (default 4)")
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-args", default="", help='more options for asr.train, e.g. "--max-batch-seconds 120"')
+    p.add_argument("--work-dir", default=None, help="where trainings write (default: a temporary folder)")
+    args = p.parse_args(argv)
+    if not args.no_train and not (args.train and args.valid):
+        p.error("--train and --valid are needed for the trainings (or --no-train)")
+
+    torch.set_num_threads(args.threads)
+    base = ModelConfig(hidden_size=args.hidden_size, num_layers=args.num_layers)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work_dir or tmp)
+        for name, config in size_configs(base):
+            params = GRUCTC(config).num_parameters()
+            assert params == count_parameters(config), "count_parameters is out of date with GRUCTC"
+            row = {"cell": name, "params": params, "rnn_params": rnn_parameters(config)}
+            for batch in BATCHES:
+                row[f"step_ms_b{batch}"] = 1000 * step_time(config, batch)
+            print(f"  {name}: {params / 1e6:.2f} M params, step b1 {row['step_ms_b1']:.2f} ms, "
+                  f"b100 {row['step_ms_b100']:.2f} ms", flush=True)  # fmt: skip
+            if not args.no_train:
+                row.update(train_and_score(name, config, args, work))
+            rows.append(row)
+
+    print()
+    columns = ["cell", "params", "rnn_params", "step_ms_b1", "step_ms_b100"]
+    if not args.no_train:
+        columns += ["steps", "train_minutes", "cer", "wer"]
+    common.print_table(rows, columns)
+    gru = rows[0]
+    for row in rows[1:]:
+        print(
+            f"{row['cell']}: {row['params'] / gru['params']:.2f}x the GRU's parameters, "
+            f"step {row['step_ms_b1'] / gru['step_ms_b1']:.2f}x (b1) / {row['step_ms_b100'] / gru['step_ms_b100']:.2f}x (b100)"
+        )
+    common.write_json(
+        args.out,
+        "cells",
+        {
+            "machine": common.machine(),
+            "threads": args.threads,
+            "chunk_frames": CHUNK_FRAMES,
+            "training": None if args.no_train else vars(args),
+            "results": rows,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

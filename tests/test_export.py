@@ -1,0 +1,134 @@
+"""Export: ONNX / TorchScript steps equal the PyTorch model over chunks with carried state; int8 stays close."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import asr
+from asr.audio import load_audio
+from asr.checkpoint import CheckpointError, save_checkpoint
+from asr.cli import main as cli_main
+from asr.export import export_onnx, export_torchscript, load_any
+from asr.model import GRUCTC, ModelConfig
+from asr.stream import EndpointConfig, Recognizer
+from asr.tokenizer import DEFAULT_TOKENS
+
+CHUNKS = (16, 7, 1, 9, 32, 3, 12)  # feature frames per step: multiples of 4 and leftovers
+FP32_TOLERANCE = 1e-4
+INT8_TOLERANCE = 0.5  # log-prob difference allowed after int8 quantisation (random weights; measured ~0.01)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(7)
+    model = GRUCTC(ModelConfig()).eval()
+    path = tmp_path_factory.mktemp("export") / "random.pt"
+    save_checkpoint(path, model, DEFAULT_TOKENS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return asr.load_model(model_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(model, model_path):
+    """{(format, int8): path}, exported once per module."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = {}
+    for int8 in (False, True):
+        suffix = "_int8" if int8 else ""
+        out["onnx", int8] = export_onnx(model, model_path.with_name(f"m{suffix}.onnx"), int8=int8)
+        out["torchscript", int8] = export_torchscript(model, model_path.with_name(f"m{suffix}.ts"), int8=int8)
+    return out
+
+
+def max_step_difference(reference, other, batch: int = 3) -> float:
+    """Largest |log-prob| difference over CHUNKS steps, each model carrying its own state."""
+    gen = torch.Generator().manual_seed(0)
+    s_ref, s_other = reference.init_state(batch, "cpu"), other.init_state(batch, "cpu")
+    worst = 0.0
+    with torch.inference_mode():
+        for frames in CHUNKS:
+            feats = torch.randn(batch, frames, reference.config.n_mels, generator=gen) * 3 - 5
+            a, s_ref = reference.step(feats, s_ref)
+            b, s_other = other.step(feats, s_other)
+            assert a.shape == b.shape
+            if a.numel():
+                worst = max(worst, float((a - b).abs().max()))
+    worst = max(worst, float((s_ref.hidden - s_other.hidden).abs().max()))
+    return worst
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_fp32_export_matches_torch(model, exported, fmt):
+    loaded = load_any(exported[fmt, False])
+    assert loaded.tokens == model.tokens and loaded.config == model.config
+    assert max_step_difference(model, loaded) < FP32_TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_int8_export_runs_and_stays_close(model, exported, fmt):
+    diff = max_step_difference(model, load_any(exported[fmt, True]))
+    print(f"{fmt} int8 max |log-prob difference| = {diff:.4f}")
+    assert 0 < diff < INT8_TOLERANCE
+
+
+def recognize(model, samples: np.ndarray) -> dict:
+    rec = Recognizer(model, endpoint=EndpointConfig(enabled=False))
+    for i in range(0, len(samples), 3200):  # 0.2 s chunks
+        rec.accept_waveform(samples[i : i + 3200])
+    return rec.final_result()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_recognizer_on_exported_model_gives_the_same_result(model, exported, speech_wav, fmt):
+    samples = load_audio(speech_wav)
+    expected = recognize(model, samples)
+    assert expected["text"]
+    assert recognize(load_any(exported[fmt, False]), samples) == expected
+
+
+def test_transcribe_accepts_an_onnx_model(model, exported, speech_wav):
+    assert (
+        asr.transcribe(load_any(exported["onnx", False]), speech_wav)["text"]
+        == asr.transcribe(model, speech_wav)["text"]
+    )
+
+
+def test_onnx_threads_option(exported):
+    from asr.onnx_backend import OnnxModel
+
+    one = OnnxModel(exported["onnx", False], threads=1)
+    assert max_step_difference(load_any(exported["onnx", False]), one) == 0
+
+
+def test_load_any_reads_bundles_and_rejects_missing_files(model_path, tmp_path):
+    assert isinstance(load_any(model_path), GRUCTC)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_any(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        load_any(bad)
+
+
+def test_cli_export_and_one_line_errors(model_path, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "cli.ts"
+    assert cli_main(["export", "--format", "torchscript", "--model", str(model_path), "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    capsys.readouterr()
+    assert cli_main(["export", "--format", "onnx", "--model", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such file" in err
+    assert cli_main(["export", "--format", "onnx", "--model", str(model_path), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["export", "--format", "tflite", "--out", str(out)])
+    assert exc.value.code == 2
