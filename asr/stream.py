@@ -1,11 +1,13 @@
 """Streaming recognition: one stream (`Recognizer`) or many in one forward pass (`BatchEngine`).
 
 A `Stream` holds everything of one stream except the model: PCM conversion,
-streaming resampling, the chunked frontend, queued feature frames, the decoder
+streaming resampling, the samples not yet turned into features, the decoder
 of the current utterance, and the endpoint rules. The `BatchEngine` owns the
-model and the streams' model states, stacked along the batch dimension in
-slots, and advances every stream that has a full chunk of features in one
-`model.step`. A `Recognizer` is a BatchEngine with one stream, so a stream in
+frontend, the model and the streams' model states, stacked along the batch
+dimension in slots; every stream with samples for a full chunk is advanced by
+one batched log-mel call and one `model.step`. Features are computed with
+`center=False` framing from each stream's carried samples, exactly as
+`MelStream` does, so the result is the same as over the whole signal. A `Recognizer` is a BatchEngine with one stream, so a stream in
 a batch gives exactly the results it gives alone.
 
 Legend: U = output frames (40 ms), V = vocabulary, F = mel bins.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, LogMel, MelStream, StreamResampler
+from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames
 from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder
 from asr.model import SUBSAMPLING, ModelState
 
@@ -75,7 +77,6 @@ class Stream:
         tokens: list[str],
         sample_rate: float = SAMPLE_RATE,
         endpoint: EndpointConfig | None = None,
-        logmel: LogMel | None = None,
         words: bool = True,
         max_alternatives: int = 0,
         beam_factory=None,
@@ -91,9 +92,7 @@ class Stream:
         self.max_alternatives = max_alternatives
         self.pcm = PcmInput()
         self.resampler = StreamResampler(self.sample_rate)
-        self.mel = MelStream(logmel)
-        self.queue: list[torch.Tensor] = []  # feature frames not yet given to the model
-        self.ready = 0  # frames in the queue
+        self.samples = np.zeros(0, np.float32)  # 16 kHz samples not yet framed (frames overlap: N_FFT > HOP)
         self.frame = 0  # absolute index of the next output frame
         self.finals: list[dict] = []  # finished utterances not yet collected
         self.slot = -1  # row in the engine's stacked state
@@ -107,17 +106,18 @@ class Stream:
             self._push_samples(self.resampler.accept(samples))
 
     def _push_samples(self, samples: np.ndarray) -> None:
-        feats = self.mel.accept(samples)
-        if feats.shape[0]:
-            self.queue.append(feats)
-            self.ready += feats.shape[0]
+        self.samples = np.concatenate([self.samples, samples]) if self.samples.size else samples
 
-    def take(self, n: int) -> torch.Tensor:
-        """The next n queued feature frames (n <= ready): (n, F)."""
-        feats = torch.cat(self.queue) if len(self.queue) > 1 else self.queue[0]
-        self.queue = [feats[n:]] if feats.shape[0] > n else []
-        self.ready -= n
-        return feats[:n]
+    @property
+    def ready(self) -> int:
+        """Feature frames the carried samples make."""
+        return num_frames(self.samples.size)
+
+    def take(self, n: int) -> np.ndarray:
+        """The samples of the next n frames (n <= ready): ((n - 1) * HOP_LENGTH + N_FFT,); keeps the overlap."""
+        window = self.samples[: (n - 1) * HOP_LENGTH + N_FFT]
+        self.samples = self.samples[n * HOP_LENGTH :]
+        return window
 
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
@@ -228,7 +228,7 @@ class BatchEngine:
 
     def add_stream(self, sample_rate: float = SAMPLE_RATE, **options) -> Stream:
         """A new stream; `options` go to `Stream` (endpoint, words, max_alternatives, beam_factory)."""
-        stream = Stream(self.model.tokens, sample_rate, logmel=self.logmel, **options)
+        stream = Stream(self.model.tokens, sample_rate, **options)
         if not self.free:
             self._grow()
         stream.slot = self.free.pop()
@@ -263,7 +263,8 @@ class BatchEngine:
 
     @torch.inference_mode()
     def _advance(self, streams: list[Stream], frames: int) -> None:
-        feats = torch.stack([s.take(frames) for s in streams]).to(self.device)
+        waves = torch.from_numpy(np.stack([s.take(frames) for s in streams]))
+        feats = self.logmel(waves).to(self.device)  # (B, frames, F): one frontend call for the batch
         slots = torch.tensor([s.slot for s in streams], device=self.device)
         st = self.state
         state = ModelState(st.hidden[:, slots], st.ctx1[slots], st.ctx2[slots], feats.new_zeros(len(streams), 0, feats.shape[-1]))
