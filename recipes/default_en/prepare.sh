@@ -11,7 +11,8 @@
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
 #
-# Knobs (environment): WORK, DATA, PYTHON, NUM_SYNTH (train utterances to synthesise), NJ (parallel jobs), SEED.
+# Knobs (environment): WORK, DATA, PYTHON, CONF, NUM_SYNTH (train utterances to synthesise), NUM_TEST, NUM_UNSEEN,
+# NJ (parallel jobs), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,8 +21,10 @@ RECIPE=recipes/default_en
 WORK=${WORK:-$RECIPE/work}
 DATA=${DATA:-$(dirname "$REPO")/shared/data}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-NUM_SYNTH=${NUM_SYNTH:-5000}
+NUM_SYNTH=${NUM_SYNTH:-12000}
 NJ=${NJ:-2}
+NUM_TEST=${NUM_TEST:-0}  # synthetic test sentences (0: all 200)
+NUM_UNSEEN=${NUM_UNSEEN:-100}  # of those, spoken again by the held-out voices
 CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 SEED=${SEED:-1234}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
@@ -54,7 +57,7 @@ fi
 
 if run_stage 2 "synthetic speech ($NUM_SYNTH train utterances, $NJ jobs)"; then
   $PYTHON $RECIPE/local/synthesize.py --text "$WORK/text" --out "$WORK" \
-    --num-train "$NUM_SYNTH" --nj "$NJ" --seed "$SEED"
+    --num-train "$NUM_SYNTH" --num-test "$NUM_TEST" --num-unseen "$NUM_UNSEEN" --nj "$NJ" --seed "$SEED"
   done_stage 2
 fi
 

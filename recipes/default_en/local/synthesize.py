@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="WORK folder: writes synth/wav and manifests")
     ap.add_argument("--num-train", type=int, default=5000)
     ap.add_argument("--num-unseen", type=int, default=100)
+    ap.add_argument("--num-test", type=int, default=0, help="test sentences to synthesise (0: all of test.txt)")
     ap.add_argument("--nj", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
@@ -191,6 +192,7 @@ def main() -> None:
 
     train = (args.text / "train.txt").read_text().split("\n")
     test = [t for t in (args.text / "test.txt").read_text().split("\n") if t]
+    test = test[: args.num_test] if args.num_test else test
     train = [t for t in train if t][: args.num_train]
     sets = {
         "synth_train": (train, False),

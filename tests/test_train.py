@@ -1,0 +1,150 @@
+"""Tiny real training runs through asr.train.main: end to end, overfitting, resume, DDP, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+import torch
+from conftest import REPO, synthesize
+
+from asr import evaluate, train
+from asr.checkpoint import load_checkpoint
+from asr.data import write_manifest
+
+SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "open the door please", "we like green apples"]
+TINY = ["--hidden-size", "32", "--num-layers", "1", "--conv-channels", "32", "--num-workers", "0", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    entries = []
+    for i, text in enumerate(SENTENCES):
+        wav = synthesize(text, folder / f"u{i}.wav")
+        entries.append({"id": f"u{i}", "audio": str(wav), "duration": sf.info(str(wav)).duration, "text": text})
+    write_manifest(folder / "train.jsonl", entries)
+    return folder / "train.jsonl"
+
+
+def _args(corpus, out, *extra):
+    return ["--train", str(corpus), "--out", str(out), *TINY, "--max-batch-seconds", "4", *extra]
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_end_to_end_tiny_training(corpus, tmp_path):
+    out = tmp_path / "run"
+    argv = _args(corpus, out, "--valid", str(corpus), "--max-steps", "6", "--valid-every", "3", "--log-every", "2")
+    assert train.main(argv) == 0
+    for name in ("model.pt", "best.pt", "last.pt", "log.jsonl", "curve.png"):
+        assert (out / name).is_file(), name
+    model = load_checkpoint(out / "model.pt")
+    assert model.config.hidden_size == 32 and model.tokens[0] == "<blank>"
+    assert not torch.equal(model.feat_mean, torch.zeros_like(model.feat_mean))  # normalisation stats stored
+    log = _log(out)
+    assert [r["step"] for r in log if "valid" not in r] == [2, 4, 6]
+    assert [r["step"] for r in log if "valid" in r] == [3, 6]
+    assert all(r["audio_seconds_per_second"] > 0 for r in log if "valid" not in r)
+    report = tmp_path / "report.tsv"
+    assert evaluate.main([str(corpus), "--model", str(out / "best.pt"), "--report", str(report)]) == 0
+    rows = report.read_text().splitlines()
+    assert rows[0].split("\t") == ["manifest", "id", "ref", "hyp", "errors", "words"] and len(rows) == 5
+
+
+def test_loss_decreases_when_overfitting(corpus, tmp_path):
+    out = tmp_path / "overfit"
+    argv = _args(corpus, out, "--max-steps", "60", "--log-every", "10", "--lr", "3e-3", "--warmup-steps", "5")
+    argv += ["--no-augment", "--dropout", "0", "--hidden-size", "64", "--max-batch-seconds", "10"]
+    assert train.main(argv) == 0
+    losses = [r["loss"] for r in _log(out) if "valid" not in r]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    """1 step, resume for 1 more, resume to 8 gives the very weights of 8 uninterrupted steps.
+
+    RNG, sampler position (mid-epoch and at an epoch edge), optimizer and scheduler are restored. The lr
+    stays flat after warmup (min ratio 1), so that --max-steps may differ between the runs.
+    """
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--checkpoint-every", "2", "--warmup-steps", "3", "--min-lr-ratio", "1", "--epochs", "100"]
+    assert train.main(_args(corpus, straight, *common, "--max-steps", "8")) == 0
+    for step in (1, 2, 8):
+        assert train.main(_args(corpus, split, *common, "--max-steps", str(step), "--resume")) == 0
+        assert torch.load(split / "last.pt", weights_only=True)["step"] == step
+    a, b = load_checkpoint(straight / "model.pt"), load_checkpoint(split / "model.pt")
+    assert b.extra["step"] == 8
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), name
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint(corpus, tmp_path):
+    out = tmp_path / "timed"
+    assert train.main(_args(corpus, out, "--max-minutes", "1e-9", "--checkpoint-every", "1000")) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+    assert load_checkpoint(out / "model.pt").extra["step"] == 1
+
+
+def test_resume_after_kill_9(corpus, tmp_path):
+    out = tmp_path / "killed"
+    argv = _args(corpus, out, "--checkpoint-every", "2", "--max-steps", "100000", "--epochs", "100000")
+    proc = subprocess.Popen([sys.executable, "-m", "asr.train", *argv], cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (out / "last.pt").exists() and torch.load(out / "last.pt", weights_only=True)["step"] >= 4:
+                break
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    saved = torch.load(out / "last.pt", weights_only=True)["step"]
+    assert saved >= 4 and saved % 2 == 0
+    assert train.main(_args(corpus, out, "--resume", "--max-steps", str(saved + 2))) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == saved + 2
+    assert load_checkpoint(out / "model.pt").extra["step"] == saved + 2
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "asr.train", *_args(corpus, out, "--max-steps", "4", "--checkpoint-every", "2", "--log-every", "1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["curve.png", "last.pt", "log.jsonl", "model.pt"]
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4]  # rank 0 alone logs
+    load_checkpoint(out / "model.pt")
+
+
+def test_config_file_and_cli_override(tmp_path, corpus):
+    config = tmp_path / "conf.json"
+    config.write_text(json.dumps({"train": [str(corpus)], "out": "x", "hidden_size": 48, "lr": 0.01}))
+    args = train.parse_args(["--config", str(config), "--lr", "0.002"])
+    assert (args.hidden_size, args.lr, args.train, args.out) == (48, 0.002, [str(corpus)], "x")
+    config.write_text(json.dumps({"hiden_size": 48}))
+    with pytest.raises(SystemExit):
+        train.parse_args(["--config", str(config), "--train", "a", "--out", "b"])
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = train.lr_lambda(warmup=10, total=110, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+
+
+def test_missing_manifest_is_one_line_error(tmp_path, capsys):
+    assert train.main(["--train", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no such manifest" in err and len(err.splitlines()) == 1
