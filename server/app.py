@@ -9,10 +9,12 @@ Each connection reads its next message only after replying to the previous
 one, so at most one job per connection is in flight; websockets' `max_queue`
 then pauses the socket, and TCP pushes back on a client that runs ahead.
 
-Decoding hook: `AsrServer(decoder_factory=...)` gets each stream's options
+Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
 (sample_rate, words, max_alternatives, phrase_list) and returns a Stream
-`beam_factory` (or None for greedy). Beam search with hotwords from the
-client's phrase_list plugs in there once asr/beam.py exists.
+`beam_factory` (or None for greedy). `make_decoder_factory` (the default of
+`asr serve`) decodes greedily unless the server runs with --beam-size/--lm or
+the client asks for hotwords (phrase_list: boosted, not a closed grammar as in
+Vosk's small models) or alternatives; then it uses CTC prefix beam search.
 """
 
 from __future__ import annotations
@@ -224,19 +226,43 @@ class Connection:
 
 
 def greedy_only(options: dict):
-    """Default decoder factory: greedy CTC; a client's phrase_list is kept in `options` but not used yet.
-
-    With beam search (asr/beam.py) a factory would be, for example:
-        lambda o: beam_factory_from_options(model.tokens, hotwords=o["phrase_list"] or ())
-    """
+    """Decoder factory that always decodes greedily."""
     return None
 
 
+def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float = 0.5, hotword_weight: float = 2.0):
+    """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
+    from asr.tokenizer import normalize_text
+
+    if lm:  # fail at start-up rather than on the first stream
+        from asr.beam import beam_factory_from_options
+
+        beam_factory_from_options(tokens, beam_size or 16, lm, lm_weight=lm_weight)
+
+    def factory(options: dict):
+        phrases = [p for p in (normalize_text(p) for p in options.get("phrase_list") or ()) if p]
+        alternatives = options.get("max_alternatives") or 0
+        if not (beam_size or lm or phrases or alternatives):
+            return None
+        from asr.beam import beam_factory_from_options
+
+        return beam_factory_from_options(
+            tokens,
+            beam_size or 16,
+            lm,
+            hotwords=[(p, hotword_weight) for p in phrases],
+            lm_weight=lm_weight,
+            nbest=max(1, alternatives),
+        )
+
+    return factory
+
+
 class AsrServer:
-    def __init__(self, model, config: ServerConfig | None = None, decoder_factory=greedy_only):
+    def __init__(self, model, config: ServerConfig | None = None, decoder_factory=None):
         self.model = model
         self.config = config or ServerConfig()
-        self.decoder_factory = decoder_factory
+        self.decoder_factory = decoder_factory or make_decoder_factory(model.tokens)
         self.metrics = Metrics()
         self.ids = itertools.count(1)
         self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
@@ -433,6 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not inside --certfile")
     p.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="10 ms feature frames per model step")
+    p.add_argument(
+        "--beam-size",
+        type=int,
+        default=0,
+        help="CTC beam search for every stream (0: greedy, "
+        "beam 16 only for clients that send a phrase_list or ask for alternatives)",
+    )
+    p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
+    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -483,7 +519,8 @@ def main(argv=None) -> int:
     try:
         config = config_from_args(args)
         model = asr.load_model(args.model, device=args.device)
-        asyncio.run(run_until_signalled(AsrServer(model, config)))
+        decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
+        asyncio.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))
     except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:

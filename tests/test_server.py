@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from asr.audio import load_audio
+from asr.beam import beam_factory_from_options
 from asr.checkpoint import save_checkpoint
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import EndpointConfig, Recognizer
@@ -161,11 +162,22 @@ def test_round_trip_partials_endpoints_reset_eof(server, model, speech_pcm):
 def test_alternatives_and_no_words(server, model, speech_pcm):
     chunks = split(speech_pcm, 8000)
     got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "max_alternatives": 2}))
-    assert got == offline(model, chunks, max_alternatives=2)
+    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, nbest=2)  # alternatives come from beam search
+    assert got == offline(model, chunks, max_alternatives=2, beam_factory=beam)
     assert "alternatives" in got[-1] and got[-1]["alternatives"][0].keys() == {"text", "confidence"}
+    assert len(got[-1]["alternatives"]) == 2
     got = asyncio.run(stream(server.url, chunks, {"words": False}))
     assert got == offline(model, chunks, words=False)
     assert all("result" not in r for r in got)
+
+
+def test_phrase_list_boosts_hotwords_with_beam_search(server, model, speech_pcm):
+    chunks = split(speech_pcm, 8000)
+    plain = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000}))[-1]["text"].split()
+    phrases = ["Zebra crossing", plain[0][:3] + "x"]  # normalised like transcripts; the second is close to the output
+    got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "phrase_list": phrases}))
+    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra crossing", 2.0), (phrases[1].lower(), 2.0)])
+    assert got == offline(model, chunks, beam_factory=beam)
 
 
 def test_vosk_test_py_on_real_8khz_clip(server, model, shared_data):
