@@ -31,6 +31,7 @@ class ModelConfig:
     num_layers: int = 3
     cell: str = "gru"  # "gru" or "lstm" (for comparison)
     dropout: float = 0.1
+    layer_norm: bool = False  # LayerNorm on the subsampled features before the RNN (speeds up early training)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -72,6 +73,7 @@ class GRUCTC(nn.Module):
         self.register_buffer("feat_std", torch.ones(config.n_mels))
         self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, CONV_KERNEL, stride=2)
         self.conv2 = nn.Conv1d(config.conv_channels, config.conv_channels, CONV_KERNEL, stride=2)
+        self.norm = nn.LayerNorm(config.conv_channels) if config.layer_norm else nn.Identity()
         rnn = nn.GRU if config.cell == "gru" else nn.LSTM
         self.rnn = rnn(
             config.conv_channels,
@@ -98,7 +100,7 @@ class GRUCTC(nn.Module):
         y1 = torch.relu(self.conv1(x1.transpose(1, 2))).transpose(1, 2)  # (B, 2k, C)
         x2 = torch.cat([ctx2, y1], dim=1)
         y2 = torch.relu(self.conv2(x2.transpose(1, 2))).transpose(1, 2)  # (B, k, C)
-        return y2, x1[:, -CONV_CONTEXT:], x2[:, -CONV_CONTEXT:]
+        return self.norm(y2), x1[:, -CONV_CONTEXT:], x2[:, -CONV_CONTEXT:]
 
     def _rnn(self, x, hidden):
         if self.config.cell == "lstm":

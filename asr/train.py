@@ -37,7 +37,7 @@ from asr.decoding import ctc_greedy
 from asr.model import GRUCTC, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
 
-MODEL_OPTIONS = ("hidden_size", "num_layers", "conv_channels", "cell", "dropout")  # args -> ModelConfig fields
+MODEL_OPTIONS = ("hidden_size", "num_layers", "conv_channels", "cell", "dropout", "layer_norm")  # args -> ModelConfig fields
 STATE_VERSION = 1  # layout of last.pt
 
 
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--conv-channels", type=int, default=d.conv_channels)
     a("--cell", choices=("gru", "lstm"), default=d.cell)
     a("--dropout", type=float, default=d.dropout)
+    a("--layer-norm", action=argparse.BooleanOptionalAction, default=d.layer_norm, help="LayerNorm before the RNN")
     a("--epochs", type=int, default=30)
     a("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
     a("--max-minutes", type=float, default=0.0, help="stop cleanly after this wall-clock budget (0: no limit)")
