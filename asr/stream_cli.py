@@ -32,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_audio(path: str):
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise AudioError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a file")
     try:
         return sf.SoundFile(path)
-    except FileNotFoundError:
-        raise AudioError(f"{path}: no such file") from None
     except Exception as exc:
         raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0]})") from None
 

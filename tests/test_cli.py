@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from asr.checkpoint import save_checkpoint
 from asr.cli import main
 from asr.model import GRUCTC, ModelConfig
 from asr.tokenizer import DEFAULT_TOKENS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +67,43 @@ def test_real_clips_every_rate(tiny_checkpoint, shared_data):
     proc = run_cli("transcribe", "--model", tiny_checkpoint, *clips)
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [str(c) for c in clips]
+
+
+def test_asr_stream_prints_partials_and_a_final(tiny_checkpoint, speech_wav):
+    proc = run_cli("stream", "--model", tiny_checkpoint, "--json", "--chunk", "0.1", speech_wav)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert any("partial" in r for r in lines) and "text" in lines[-1]
+    offline = asr.transcribe(asr.load_model(tiny_checkpoint, device="cpu"), speech_wav)
+    assert " ".join(r["text"] for r in lines if r.get("text")) == offline["text"]  # endpoints split, nothing lost
+    proc = run_cli("stream", "--model", tiny_checkpoint, "--int8", speech_wav)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("stream", "--model", tiny_checkpoint, "missing.wav")
+    assert proc.returncode == 2 and proc.stderr.strip() == "asr: error: missing.wav: no such file"
+
+
+def default_model_or_skip():
+    try:
+        return asr.load_model(device="cpu")
+    except asr.ModelNotFoundError:
+        pytest.skip("the embedded default model is not installed")
+
+
+def test_embedded_model_transcribes_the_example_clip():
+    default_model_or_skip()
+    proc = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    words = set(proc.stdout.split())
+    assert len(words & {"hello", "world", "this", "is", "a", "test", "of", "streaming", "speech", "recognition"}) >= 6
+
+
+def test_embedded_model_on_the_held_out_real_digit_speaker(shared_data):
+    """fsdd's speaker yweweler never took part in training or tuning."""
+    import csv
+
+    model = default_model_or_skip()
+    with open(shared_data / "fsdd" / "transcripts.tsv") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] == "yweweler"][::10]
+    correct = sum(asr.transcribe(model, shared_data / "fsdd" / r["file"])["text"] == r["reference"].lower() for r in rows)
+    assert correct / len(rows) >= 0.8, f"{correct}/{len(rows)}"
