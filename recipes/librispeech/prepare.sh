@@ -32,23 +32,8 @@ EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}
 SPLITS="train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
-stage=1
-stop_stage=100
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    *) echo "usage: $0 [--stage N] [--stop-stage M]  (unknown argument: $1)" >&2; exit 2 ;;
-  esac
-done
+source recipes/stages.sh "$@"
 mkdir -p "$WORK/manifests"
-
-run_stage() {
-  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
-  if [ -f "$WORK/.done.$1" ]; then echo "stage $1 ($2): done already ($WORK/.done.$1)"; return 1; fi
-  echo "stage $1: $2"
-}
-done_stage() { touch "$WORK/.done.$1"; }
 
 if run_stage 0 "download"; then
   if [ "${DOWNLOAD:-0}" = 1 ]; then
