@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian voices the recipe synthesises with: espeak-ng and flite from main, and the English
+# mbrola voices from contrib/non-free through a private apt sources list (the system's lists stay untouched).
+#   bash recipes/default_en/local/install_voices.sh [WORK]      (as root, or with sudo)
+set -euo pipefail
+WORK=${1:-recipes/default_en/work}
+APT="$(realpath -m "$WORK")/apt"
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+mkdir -p "$APT/lists/partial"
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main contrib non-free" > "$APT/sources.list"
+opts=(-o Dir::Etc::sourcelist="$APT/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$APT/lists")
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get "${opts[@]}" update -qq
+$SUDO apt-get "${opts[@]}" install -y -qq espeak-ng flite mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3
