@@ -39,7 +39,15 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def load_model(path=None, device: str = "auto"):
-    """Load a model bundle (default: the embedded model) onto `device` ("auto", "cpu", "cuda")."""
+    """Load a model (default: the embedded bundle) onto `device` ("auto", "cpu", "cuda").
+
+    A `.onnx` file runs on ONNX Runtime (CPU) and a `.ts` file is an exported TorchScript step
+    (`asr export`); both behave like the bundle for `transcribe`, `Recognizer` and the server.
+    """
+    if path is not None and str(path).endswith((".onnx", ".ts", ".torchscript", ".jit")):
+        from asr.export import load_any
+
+        return load_any(path)
     if path is None:
         path = DEFAULT_MODEL
         if not path.exists():

@@ -132,3 +132,26 @@ def test_cli_export_and_one_line_errors(model_path, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["export", "--format", "tflite", "--out", str(out)])
     assert exc.value.code == 2
+
+
+def test_load_model_and_cli_take_exported_files(tmp_path, speech_wav):
+    import subprocess
+    import sys
+
+    import asr
+    from asr.checkpoint import save_checkpoint
+    from asr.export import export_onnx
+    from asr.model import GRUCTC, ModelConfig
+    from asr.tokenizer import DEFAULT_TOKENS
+
+    torch.manual_seed(0)
+    model = GRUCTC(ModelConfig(hidden_size=32, num_layers=1, conv_channels=16)).eval()
+    model.tokens = list(DEFAULT_TOKENS)
+    bundle = tmp_path / "m.pt"
+    save_checkpoint(bundle, model, DEFAULT_TOKENS)
+    export_onnx(asr.load_model(bundle, device="cpu"), tmp_path / "m.onnx")
+    expected = asr.transcribe(asr.load_model(bundle, device="cpu"), speech_wav)["text"]
+    assert asr.transcribe(asr.load_model(tmp_path / "m.onnx"), speech_wav)["text"] == expected
+    proc = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", "--model", str(tmp_path / "m.onnx"),
+                           str(speech_wav)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr
