@@ -37,6 +37,7 @@ class GreedyDecoder:
         self.prev = BLANK  # argmax of the last frame seen
         self.emissions: list[Emission] = []
         self.last_speech_frame = start_frame - 1  # last frame whose argmax was a letter
+        self._text, self._text_for = "", 0  # text() cache and the emission count it was made from
 
     def accept(self, log_probs: torch.Tensor) -> None:
         """log_probs: (U, V) for the next U frames."""
@@ -67,7 +68,12 @@ class GreedyDecoder:
         return self.last_speech_frame >= self.start_frame
 
     def text(self) -> str:
-        return " ".join(w["word"] for w in self.words())
+        """The words so far; cached, since partial results ask after every chunk (emissions only grow)."""
+        if self._text_for != len(self.emissions):
+            self._text = "".join(self.tokens[e.token] for e in self.emissions)
+            self._text = " ".join(self._text.split())
+            self._text_for = len(self.emissions)
+        return self._text
 
     def words(self, time_offset: float = 0.0) -> list[dict]:
         """[{word, start, end, conf}] with times in seconds (plus `time_offset`); conf is the mean letter posterior."""
