@@ -1,8 +1,8 @@
 """gru-asr: streaming speech recognition with a unidirectional GRU and CTC.
 
-    import asr
-    model = asr.load_model()                 # the embedded default model, or a path
-    result = asr.transcribe(model, "a.wav")  # {"text", "words": [{word, start, end, conf}], "duration"}
+import asr
+model = asr.load_model()                 # the embedded default model, or a path
+result = asr.transcribe(model, "a.wav")  # {"text", "words": [{word, start, end, conf}], "duration"}
 """
 
 from __future__ import annotations

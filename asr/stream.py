@@ -83,7 +83,9 @@ class Stream:
     ):
         rate = float(sample_rate)
         if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-            raise ValueError(f"sample rate {sample_rate} not supported (whole Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
+            raise ValueError(
+                f"sample rate {sample_rate} not supported (whole Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})"
+            )
         self.tokens = tokens
         self.space = tokens.index(" ")
         self.sample_rate = int(rate)
@@ -178,7 +180,9 @@ class Stream:
             return {"alternatives": [{"text": h["text"], "confidence": round(h["confidence"], 4)} for h in alts]}
         result = {"text": text}
         if self.words and words:
-            result["result"] = [{"conf": w["conf"], "end": w["end"], "start": w["start"], "word": w["word"]} for w in words]
+            result["result"] = [
+                {"conf": w["conf"], "end": w["end"], "start": w["start"], "word": w["word"]} for w in words
+            ]
         return result
 
     # -- results (Vosk-like) ---------------------------------------------------
@@ -267,7 +271,9 @@ class BatchEngine:
         feats = self.logmel(waves).to(self.device)  # (B, frames, F): one frontend call for the batch
         slots = torch.tensor([s.slot for s in streams], device=self.device)
         st = self.state
-        state = ModelState(st.hidden[:, slots], st.ctx1[slots], st.ctx2[slots], feats.new_zeros(len(streams), 0, feats.shape[-1]))
+        state = ModelState(
+            st.hidden[:, slots], st.ctx1[slots], st.ctx2[slots], feats.new_zeros(len(streams), 0, feats.shape[-1])
+        )
         log_probs, new = self.model.step(feats, state)
         st.hidden[:, slots] = new.hidden
         st.ctx1[slots] = new.ctx1
@@ -300,12 +306,12 @@ class BatchEngine:
 class Recognizer:
     """One stream, Vosk-like.
 
-        rec = Recognizer(model, sample_rate=16000)
-        if rec.accept_waveform(pcm):   # int16 bytes, or an int16/float array; any size
-            print(rec.result())        # {"text": ..., "result": [{"word", "start", "end", "conf"}]}
-        else:
-            print(rec.partial_result())
-        print(rec.final_result())
+    rec = Recognizer(model, sample_rate=16000)
+    if rec.accept_waveform(pcm):   # int16 bytes, or an int16/float array; any size
+        print(rec.result())        # {"text": ..., "result": [{"word", "start", "end", "conf"}]}
+    else:
+        print(rec.partial_result())
+    print(rec.final_result())
     """
 
     def __init__(
@@ -320,7 +326,9 @@ class Recognizer:
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ):
         self.engine = BatchEngine(model, chunk_frames=chunk_frames, capacity=1)
-        self.options = dict(endpoint=endpoint, words=words, max_alternatives=max_alternatives, beam_factory=beam_factory)
+        self.options = dict(
+            endpoint=endpoint, words=words, max_alternatives=max_alternatives, beam_factory=beam_factory
+        )
         self.sample_rate = sample_rate
         self.stream = self.engine.add_stream(sample_rate, **self.options)
 

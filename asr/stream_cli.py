@@ -21,13 +21,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--realtime", action="store_true", help="feed audio at real-time pace (default: as fast as possible)")
+    p.add_argument(
+        "--realtime", action="store_true", help="feed audio at real-time pace (default: as fast as possible)"
+    )
     p.add_argument("--chunk", type=float, default=0.2, help="seconds of audio per accept_waveform call (default 0.2)")
     p.add_argument("--json", action="store_true", help="print every result as a JSON line")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
     p.add_argument("--beam-size", type=int, default=0, help="CTC prefix beam search for finals (0 = greedy)")
     p.add_argument("--lm", default=None, help="KenLM/ARPA word language model for beam search")
-    p.add_argument("--hotword", action="append", default=[], metavar="PHRASE[:WEIGHT]", help="boost a phrase (repeatable)")
+    p.add_argument(
+        "--hotword", action="append", default=[], metavar="PHRASE[:WEIGHT]", help="boost a phrase (repeatable)"
+    )
     return p
 
 

@@ -37,7 +37,14 @@ from asr.decoding import ctc_greedy
 from asr.model import GRUCTC, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
 
-MODEL_OPTIONS = ("hidden_size", "num_layers", "conv_channels", "cell", "dropout", "layer_norm")  # args -> ModelConfig fields
+MODEL_OPTIONS = (
+    "hidden_size",
+    "num_layers",
+    "conv_channels",
+    "cell",
+    "dropout",
+    "layer_norm",
+)  # args -> ModelConfig fields
 STATE_VERSION = 1  # layout of last.pt
 
 

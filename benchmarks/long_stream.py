@@ -86,8 +86,13 @@ def main() -> None:
     slowdown = rows[-1]["chunk_ms_mean"] / rows[0]["chunk_ms_mean"]
     print(f"RSS growth from the first to the last tenth: {growth:+.1f} MB (start of run {start_rss:.0f} MB)")
     print(f"time per chunk, last tenth / first tenth: {slowdown:.2f}x")
-    data = {"model": model_name, "minutes": args.minutes, "rows": rows, "rss_growth_mb": growth,
-            "chunk_time_ratio": slowdown}
+    data = {
+        "model": model_name,
+        "minutes": args.minutes,
+        "rows": rows,
+        "rss_growth_mb": growth,
+        "chunk_time_ratio": slowdown,
+    }
     write_json(args.out, "long_stream", data)
 
 

@@ -63,7 +63,10 @@ def test_cuda_asked_without_gpu_is_one_line(tiny_checkpoint, speech_wav):
 
 
 def test_real_clips_every_rate(tiny_checkpoint, shared_data):
-    clips = [next((shared_data / "fsdd" / "recordings").glob("*.wav")), *sorted((shared_data / "real_en" / "audio").iterdir())[:2]]
+    clips = [
+        next((shared_data / "fsdd" / "recordings").glob("*.wav")),
+        *sorted((shared_data / "real_en" / "audio").iterdir())[:2],
+    ]
     proc = run_cli("transcribe", "--model", tiny_checkpoint, *clips)
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [str(c) for c in clips]
@@ -95,8 +98,11 @@ def test_embedded_model_transcribes_the_example_clip():
     import jiwer
 
     default_model_or_skip()
-    proc = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asr.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     reference = "hello world this is a test of streaming speech recognition"
     assert jiwer.cer(reference, proc.stdout.strip()) <= 0.6, proc.stdout

@@ -152,6 +152,9 @@ def test_load_model_and_cli_take_exported_files(tmp_path, speech_wav):
     export_onnx(asr.load_model(bundle, device="cpu"), tmp_path / "m.onnx")
     expected = asr.transcribe(asr.load_model(bundle, device="cpu"), speech_wav)["text"]
     assert asr.transcribe(asr.load_model(tmp_path / "m.onnx"), speech_wav)["text"] == expected
-    proc = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", "--model", str(tmp_path / "m.onnx"),
-                           str(speech_wav)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asr.cli", "transcribe", "--model", str(tmp_path / "m.onnx"), str(speech_wav)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr

@@ -92,7 +92,9 @@ def test_bad_config_is_refused():
         ModelConfig.from_dict({"hidden": 3})
 
 
-@pytest.mark.parametrize(("fmt", "rate", "channels"), [("WAV", 8000, 1), ("FLAC", 44100, 2), ("OGG", 22050, 1), ("MP3", 48000, 2)])
+@pytest.mark.parametrize(
+    ("fmt", "rate", "channels"), [("WAV", 8000, 1), ("FLAC", 44100, 2), ("OGG", 22050, 1), ("MP3", 48000, 2)]
+)
 def test_load_audio_any_format_rate_and_channels(tmp_path, fmt, rate, channels):
     t = np.arange(rate) / rate
     tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -58,7 +58,10 @@ def to_pcm_float(samples):
 
 
 def test_real_clips_at_their_own_rate(model, shared_data, rng):
-    for path in [next((shared_data / "fsdd" / "recordings").glob("*_theo_*.wav")), shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac"]:
+    for path in [
+        next((shared_data / "fsdd" / "recordings").glob("*_theo_*.wav")),
+        shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac",
+    ]:
         import soundfile as sf
 
         native, rate = sf.read(path, dtype="float32")
@@ -78,7 +81,11 @@ def test_input_types_and_bad_input_do_not_corrupt_state(model, clip):
     rec.accept_waveform(b"")
     rec.accept_waveform(np.zeros(0, np.float32))
     rec.accept_waveform(pcm[:1001])
-    for bad, error in [(np.zeros(10, np.int32), TypeError), ("text", TypeError), (np.zeros((4, 2), np.int16), ValueError)]:
+    for bad, error in [
+        (np.zeros(10, np.int32), TypeError),
+        ("text", TypeError),
+        (np.zeros((4, 2), np.int16), ValueError),
+    ]:
         with pytest.raises(error):
             rec.accept_waveform(bad)
     rec.accept_waveform(pcm[1001:1002])  # completes the odd sample
@@ -172,7 +179,9 @@ def test_batch_engine_equals_single_streams(model, clip, shared_data, rng):
     import soundfile as sf
 
     clips = [(clip, SAMPLE_RATE)]
-    clips += [sf.read(p, dtype="float32") for p in sorted((shared_data / "fsdd" / "recordings").glob("*_lucas_1*.wav"))[:3]]
+    clips += [
+        sf.read(p, dtype="float32") for p in sorted((shared_data / "fsdd" / "recordings").glob("*_lucas_1*.wav"))[:3]
+    ]
     clips += [sf.read(shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac", dtype="float32")]
     expected = []
     for samples, rate in clips:
