@@ -28,6 +28,21 @@ class AudioError(ValueError):
     """An audio file or buffer that cannot be used; the message names it."""
 
 
+def open_audio_file(path):
+    """An open `soundfile.SoundFile` for `path`; a missing, directory or unreadable file is an AudioError."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        return sf.SoundFile(str(path))
+    except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
+        raise AudioError(f"{path}: cannot read audio ({_first_line(exc)})") from None
+
+
 def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
     """Load audio as mono float32 at SAMPLE_RATE.
 
@@ -36,17 +51,11 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
     SAMPLE_RATE). Several channels are averaged.
     """
     if isinstance(source, (str, Path)):
-        import soundfile as sf
-
-        path = Path(source)
-        if not path.exists():
-            raise AudioError(f"{path}: no such file")
-        if path.is_dir():
-            raise AudioError(f"{path}: is a directory, not an audio file")
-        try:
-            data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
-            raise AudioError(f"{path}: cannot read audio ({_first_line(exc)})") from None
+        with open_audio_file(source) as f:
+            try:
+                data, sample_rate = f.read(dtype="float32", always_2d=True), f.samplerate
+            except Exception as exc:
+                raise AudioError(f"{source}: cannot read audio ({_first_line(exc)})") from None
         samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     else:
         samples = np.asarray(source)

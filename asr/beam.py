@@ -420,15 +420,16 @@ def beam_factory_from_options(tokens, beam_size=16, lm=None, hotwords=(), lexico
     """A factory of per-stream decoders for asr.stream (its `beam_factory`).
 
     With a word LM and no lexicon, the lexicon is the LM's vocabulary (ARPA files).
-    The options are checked once here, so a mistake is reported before any audio is decoded.
+    The options are checked here, so a mistake is reported before any audio is decoded; the decoder built for
+    that check (its language model loaded) is the factory's first.
     """
     if lm is not None and lexicon is None and str(lm).endswith(".arpa"):
         lexicon = arpa_vocabulary(lm)
     hotwords = [parse_hotword(h) if isinstance(h, str) else h for h in hotwords or ()]
     kwargs = dict(beam_size=beam_size, lm=lm, lexicon=lexicon, hotwords=hotwords or None, **options)
-    BeamSearchDecoder(tokens, **kwargs)  # validate now
+    checked = [BeamSearchDecoder(tokens, **kwargs)]  # built now to report mistakes; handed out first
 
     def factory():
-        return BeamSearchDecoder(tokens, **kwargs)
+        return checked.pop() if checked else BeamSearchDecoder(tokens, **kwargs)
 
     return factory

@@ -80,6 +80,7 @@ class Stream:
         words: bool = True,
         max_alternatives: int = 0,
         beam_factory=None,
+        frame: int = 0,
     ):
         rate = float(sample_rate)
         if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -95,7 +96,7 @@ class Stream:
         self.pcm = PcmInput()
         self.resampler = StreamResampler(self.sample_rate)
         self.samples = np.zeros(0, np.float32)  # 16 kHz samples not yet framed (frames overlap: N_FFT > HOP)
-        self.frame = 0  # absolute index of the next output frame
+        self.frame = frame  # absolute index of the next output frame
         self.finals: list[dict] = []  # finished utterances not yet collected
         self.slot = -1  # row in the engine's stacked state
         self.beam = beam_factory() if beam_factory else None  # one beam decoder per stream, reused per utterance
@@ -356,6 +357,4 @@ class Recognizer:
         """Drop the current utterance, queued audio and model state; times keep counting."""
         frame = self.stream.frame + self.stream.ready // SUBSAMPLING
         self.engine.remove_stream(self.stream)
-        self.stream = self.engine.add_stream(self.sample_rate, **self.options)
-        self.stream.frame = frame
-        self.stream._new_utterance()
+        self.stream = self.engine.add_stream(self.sample_rate, frame=frame, **self.options)

@@ -11,9 +11,7 @@ import json
 import sys
 import time
 
-import soundfile as sf
-
-from asr.audio import AudioError
+from asr.audio import open_audio_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,17 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def open_audio(path: str):
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise AudioError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a file")
-    try:
-        return sf.SoundFile(path)
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0]})") from None
-
-
 def main(argv=None) -> int:
     import asr
     from asr.stream import Recognizer
@@ -62,7 +49,7 @@ def main(argv=None) -> int:
 
         beam_factory = beam_factory_from_options(model.tokens, args.beam_size or 16, args.lm, args.hotword)
     tty = sys.stdout.isatty() and not args.json
-    with open_audio(args.file) as audio:
+    with open_audio_file(args.file) as audio:
         rec = Recognizer(model, sample_rate=audio.samplerate, beam_factory=beam_factory)
         block = max(1, int(args.chunk * audio.samplerate))
         start = time.monotonic()

@@ -225,11 +225,6 @@ class Connection:
 # -- the server ------------------------------------------------------------------------
 
 
-def greedy_only(options: dict):
-    """Decoder factory that always decodes greedily."""
-    return None
-
-
 def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float = 0.5, hotword_weight: float = 2.0):
     """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
     from asr.tokenizer import normalize_text
