@@ -116,12 +116,17 @@ def pulseaudio(tmp_dir: Path):
         subprocess.run(["pactl", "set-default-source", f"{SINK}.monitor"], env=env, check=True)
         yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a helper process, killing it if it does not exit within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _alsa_plugin_dirs() -> list[str]:

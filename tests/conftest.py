@@ -38,3 +38,14 @@ def speech_wav(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model on the CPU; tests that need it skip where it is not installed."""
+    import asr
+
+    try:
+        return asr.load_model(device="cpu")
+    except asr.ModelNotFoundError:
+        pytest.skip("the embedded default model is not installed")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_env import cer, model_path, padded_clip, reference_transcript
+from audio_env import cer, model_path, padded_clip, reference_transcript, stop_process
 from websockets.sync.client import connect
 
 import asr
@@ -181,11 +181,7 @@ def test_page_transcribes_fake_microphone(speech_wav, tmp_path, received):
                 url = f"{srv.url.replace('ws://', 'http://')}/?token={TOKEN}"  # the page passes the token on
                 live = run_page(page, url, speech_end, shots)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
     assert received and len({rate for rate, _ in received}) == 1
     rate = received[0][0]
     captured = np.frombuffer(b"".join(data for _, data in received), "<i2").astype(np.float32) / 32768

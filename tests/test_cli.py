@@ -85,19 +85,11 @@ def test_asr_stream_prints_partials_and_a_final(tiny_checkpoint, speech_wav):
     assert proc.returncode == 2 and proc.stderr.strip() == "asr: error: missing.wav: no such file"
 
 
-def default_model_or_skip():
-    try:
-        return asr.load_model(device="cpu")
-    except asr.ModelNotFoundError:
-        pytest.skip("the embedded default model is not installed")
-
-
-def test_embedded_model_transcribes_the_example_clip():
+def test_embedded_model_transcribes_the_example_clip(default_model):
     """A regression guard on the shipped model: its character error rate on the README's clip (0.48 when it
     was trained; see recipes/default_en/README.md for its accuracy, far from good yet)."""
     import jiwer
 
-    default_model_or_skip()
     proc = subprocess.run(
         [sys.executable, "-m", "asr.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
         capture_output=True,
@@ -108,15 +100,14 @@ def test_embedded_model_transcribes_the_example_clip():
     assert jiwer.cer(reference, proc.stdout.strip()) <= 0.6, proc.stdout
 
 
-def test_embedded_model_on_the_held_out_real_digit_speaker(shared_data):
+def test_embedded_model_on_the_held_out_real_digit_speaker(default_model, shared_data):
     """fsdd's speaker yweweler never took part in training or tuning. A regression guard on the shipped model's
     character error rate (0.77 on all 500 clips when it was trained; issue 7's target is 95% word accuracy)."""
     import csv
 
     import jiwer
 
-    model = default_model_or_skip()
     with open(shared_data / "fsdd" / "transcripts.tsv") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] == "yweweler"][::10]
-    hyps = [asr.transcribe(model, shared_data / "fsdd" / r["file"])["text"] for r in rows]
+    hyps = [asr.transcribe(default_model, shared_data / "fsdd" / r["file"])["text"] for r in rows]
     assert jiwer.cer([r["reference"].lower() for r in rows], hyps) <= 0.85

@@ -150,8 +150,8 @@ def test_silence_without_speech_and_maximum_length():
     assert len(finals) == 3 and all(f["text"] for f in finals)  # rule 3: 80 frames -> 25 + 25 + 25 (+5 open)
 
 
-def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav):
-    model = default_model_or_skip()
+def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav, default_model):
+    model = default_model
     one = load_audio(speech_wav)
     gap = np.zeros(int(1.6 * SAMPLE_RATE), np.float32)
     rec = Recognizer(model)
@@ -163,13 +163,6 @@ def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav):
     assert len(finals) == 2 and all(f["text"] for f in finals)  # one endpoint per pause, each with words
     assert finals[0]["text"] == asr.transcribe(model, one)["text"]  # the silence after it adds nothing
     assert finals[1]["result"][0]["start"] > len(one) / SAMPLE_RATE + 1.0  # times count from the stream start
-
-
-def default_model_or_skip():
-    try:
-        return asr.load_model(device="cpu")
-    except asr.ModelNotFoundError:
-        pytest.skip("the embedded default model is not installed")
 
 
 # -- BatchEngine ---------------------------------------------------------------
