@@ -368,10 +368,19 @@ class ASRDataset(torch.utils.data.Dataset):
     and for each repeat of an entry. Set `epoch` before creating each epoch's DataLoader iterator.
     """
 
-    def __init__(self, entries, tokenizer, augment: bool = False, seed: int = 0, config: AugmentConfig | None = None):
+    def __init__(
+        self,
+        entries,
+        tokenizer,
+        augment: bool = False,
+        seed: int = 0,
+        config: AugmentConfig | None = None,
+        augment_from_epoch: int = 0,
+    ):
         self.entries = list(entries)
         self.tokenizer = tokenizer
         self.augment = augment
+        self.augment_from_epoch = augment_from_epoch  # clean epochs first: CTC leaves its blank plateau sooner
         self.seed = seed
         self.epoch = 0
         self.config = config or AugmentConfig()
@@ -392,11 +401,12 @@ class ASRDataset(torch.utils.data.Dataset):
             _warn(f"skipped {entry.get('id')}: empty audio or transcript")
             return None
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.augment:
+        augment = self.augment and self.epoch >= self.augment_from_epoch
+        if augment:
             wave = augment_waveform(wave, rng, self.config)
         with torch.no_grad():
             feats = self.logmel(torch.from_numpy(wave))
-        if self.augment and rng.random() < self.config.specaug_prob:
+        if augment and rng.random() < self.config.specaug_prob:
             feats = spec_augment(feats, int(rng.integers(2**31)), self.config)
         return feats, torch.tensor(ids, dtype=torch.long)
 

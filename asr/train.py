@@ -4,9 +4,10 @@
     torchrun --nproc_per_node 4 -m asr.train ...        # DDP: gloo on CPU, nccl on CUDA
 
 Learning rate: linear warmup from 0 to --lr over --warmup-steps, then cosine decay to --lr * --min-lr-ratio
-at the last step (--max-steps if given, else --epochs x batches per epoch). With --max-minutes in a single
-process, the decay follows whichever budget runs out first (steps or wall-clock time, resumed runs counted
-in), so a time-boxed run on a busy machine still ends at the low learning rate.
+at the last step (--max-steps if given, else --epochs x batches per epoch). With --max-minutes, the decay
+follows whichever budget runs out first (steps or wall-clock time, resumed runs counted in), so a time-boxed
+run on a busy machine still ends at the low learning rate; under DDP the ranks share the slowest rank's clock,
+so they agree on the learning rate and on the step to stop at.
 
 OUT holds last.pt (full training state, for --resume; written every --checkpoint-every steps and at the end),
 model.pt (latest model bundle) and best.pt (the bundle with the best WER on the first --valid manifest),
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
+    a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
     return p
 
 
@@ -289,7 +291,13 @@ class Trainer:
         entries = load_manifests(args.train)
         if not entries:
             raise TrainError(f"no usable training utterances in {' '.join(args.train)}")
-        self.train_set = ASRDataset(entries, self.tokenizer, augment=not args.no_augment, seed=args.seed)
+        self.train_set = ASRDataset(
+            entries,
+            self.tokenizer,
+            augment=not args.no_augment,
+            seed=args.seed,
+            augment_from_epoch=args.augment_from_epoch,
+        )
         self.sampler = BucketingSampler(
             [e["duration"] for e in entries], args.max_batch_seconds, args.seed, True, self.world, self.rank
         )
@@ -305,6 +313,7 @@ class Trainer:
         self.step = self.epoch = self.position = 0
         self.elapsed_before = 0.0  # training seconds of earlier runs (resume)
         self.clock = time.monotonic()
+        self.shared_elapsed = 0.0  # elapsed() as the ranks agreed on it at the last step (the largest)
         self.best_wer = float("inf")
         self.validated_step = -1
         resume = self.out / "last.pt"
@@ -322,8 +331,7 @@ class Trainer:
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
         total = args.max_steps or args.epochs * self.batches_per_epoch
-        timed = args.max_minutes and self.world == 1  # ranks must agree on the lr: DDP decays by steps only
-        time_fraction = (lambda: self.elapsed() / (args.max_minutes * 60)) if timed else None
+        time_fraction = (lambda: self.shared_elapsed / (args.max_minutes * 60)) if args.max_minutes else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(args.warmup_steps, total, args.min_lr_ratio, time_fraction)
         )
@@ -375,7 +383,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_wer = state["best_wer"]
-        self.elapsed_before = state.get("elapsed", 0.0)
+        self.elapsed_before = self.shared_elapsed = state.get("elapsed", 0.0)
         rng = state["rng"]
         rng["python"] = _python_tuple(rng["python"])
         set_rng_state(rng)
@@ -397,11 +405,13 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------------------
     def _agree(self, skip: bool, stop: bool) -> tuple[bool, bool]:
-        """All ranks take the same decision to skip a batch or stop."""
+        """All ranks take the same decision to skip a batch or stop, and share the largest elapsed time."""
         if self.world == 1:
+            self.shared_elapsed = self.elapsed()
             return skip, stop
-        flags = torch.tensor([float(skip), float(stop)], device=self.device)
+        flags = torch.tensor([float(skip), float(stop), self.elapsed()], dtype=torch.float64, device=self.device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        self.shared_elapsed = float(flags[2])
         return bool(flags[0]), bool(flags[1])
 
     def train_step(self, batch) -> float:
@@ -485,9 +495,9 @@ class Trainer:
                 if a.valid_every and self.step % a.valid_every == 0:
                     self.run_validation()
                     audio_seconds, window_start = 0.0, time.monotonic()  # throughput: training time only
-                over_time = a.max_minutes and self.elapsed() > a.max_minutes * 60
                 over_steps = a.max_steps and self.step >= a.max_steps
-                _, stop = self._agree(False, bool(over_time or over_steps))
+                _, stop = self._agree(False, bool(over_steps))
+                stop = stop or bool(a.max_minutes and self.shared_elapsed > a.max_minutes * 60)
                 if stop:
                     break
             bar.close()

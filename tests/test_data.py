@@ -305,3 +305,14 @@ def test_compute_stats_matches_direct(manifest):
     feats = torch.cat([LogMel()(torch.from_numpy(load_audio(e["audio"]))) for e in entries])
     assert torch.allclose(mean, feats.mean(0), atol=1e-3)
     assert torch.allclose(std, feats.std(0), rtol=1e-2)
+
+
+def test_dataset_augments_from_the_given_epoch(manifest):
+    entries = read_manifest(manifest)
+    ds = ASRDataset(entries, CharTokenizer(), augment=True, seed=3, augment_from_epoch=2)
+    clean = ASRDataset(entries, CharTokenizer(), augment=False)
+    for epoch in (0, 1):
+        ds.epoch = epoch
+        assert torch.equal(ds[0][0], clean[0][0])
+    ds.epoch = 2
+    assert not torch.equal(ds[0][0], clean[0][0])

@@ -128,6 +128,17 @@ def test_ddp_two_gloo_processes(corpus, tmp_path):
     load_checkpoint(out / "model.pt")
 
 
+@pytest.mark.slow
+def test_ddp_time_budget_stops_every_rank_at_the_same_step(corpus, tmp_path):
+    out = tmp_path / "ddp_timed"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "asr.train", *_args(corpus, out, "--max-minutes", "1e-9", "--max-steps", "100")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # a rank stopping alone would hang the other one
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+
+
 def test_config_file_and_cli_override(tmp_path, corpus):
     config = tmp_path / "conf.json"
     config.write_text(json.dumps({"train": [str(corpus)], "out": "x", "hidden_size": 48, "lr": 0.01}))
