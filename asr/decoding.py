@@ -5,9 +5,9 @@ Legend: U = output frames, V = vocabulary. Token 0 is the blank, token " " separ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 BLANK = 0  # CTC blank id (same as asr.tokenizer.BLANK; modules do not import each other)
@@ -37,26 +37,29 @@ class GreedyDecoder:
         self.prev = BLANK  # argmax of the last frame seen
         self.emissions: list[Emission] = []
         self.last_speech_frame = start_frame - 1  # last frame whose argmax was a letter
-        self._text, self._text_for = "", 0  # text() cache and the emission count it was made from
+        self._chars, self._text, self._text_for = "", "", 0  # text() caches and the emission count they cover
 
     def accept(self, log_probs: torch.Tensor) -> None:
         """log_probs: (U, V) for the next U frames."""
-        if log_probs.shape[0] == 0:
-            return
-        # numpy: a chunk is a few frames, where each torch op's fixed cost (~5 us) outweighs the work
-        lp = log_probs.detach().float().cpu().numpy()
-        best = lp.argmax(axis=-1)
-        prev = np.concatenate(([self.prev], best[:-1]))
-        idx = np.flatnonzero((best != BLANK) & (best != prev))
-        if idx.size:
-            probs = np.exp(lp[idx, best[idx]]).tolist()
-            for i, tok, p in zip(idx.tolist(), best[idx].tolist(), probs):
-                self.emissions.append(Emission(tok, self.frames + i, p))
-        speech = np.flatnonzero((best != BLANK) & (best != self.space))
-        if speech.size:
-            self.last_speech_frame = self.frames + int(speech[-1])
-        self.prev = int(best[-1])
-        self.frames += lp.shape[0]
+        if log_probs.shape[0]:
+            self.accept_best(*best_path(log_probs))
+
+    def accept_best(self, best: list[int], best_logp: list[float]) -> None:
+        """The next frames given by their best token and its log-prob (what `best_path` returns).
+
+        Plain Python: a streaming chunk is a few frames, where each numpy or torch call's fixed cost
+        (a few microseconds) outweighs the work, and a server does this for hundreds of streams per chunk.
+        """
+        prev, frame, space = self.prev, self.frames, self.space
+        for tok, logp in zip(best, best_logp):
+            if tok != BLANK:
+                if tok != prev:
+                    self.emissions.append(Emission(tok, frame, math.exp(logp)))
+                if tok != space:
+                    self.last_speech_frame = frame
+            prev = tok
+            frame += 1
+        self.prev, self.frames = prev, frame
 
     @property
     def trailing_silence_frames(self) -> int:
@@ -70,8 +73,8 @@ class GreedyDecoder:
     def text(self) -> str:
         """The words so far; cached, since partial results ask after every chunk (emissions only grow)."""
         if self._text_for != len(self.emissions):
-            self._text = "".join(self.tokens[e.token] for e in self.emissions)
-            self._text = " ".join(self._text.split())
+            self._chars += "".join(self.tokens[e.token] for e in self.emissions[self._text_for :])
+            self._text = " ".join(self._chars.split())
             self._text_for = len(self.emissions)
         return self._text
 
@@ -94,6 +97,12 @@ class GreedyDecoder:
             "end": round(time_offset + (emissions[-1].frame + 1) * self.frame_shift, 3),
             "conf": round(sum(e.prob for e in emissions) / len(emissions), 4),
         }
+
+
+def best_path(log_probs: torch.Tensor) -> tuple[list[int], list[float]]:
+    """(U, V) log-probs -> the best token of each frame and its log-prob, as lists."""
+    logp, best = log_probs.detach().float().cpu().max(dim=-1)
+    return best.tolist(), logp.tolist()
 
 
 def ctc_greedy(log_probs: torch.Tensor, tokens: list[str], frame_shift: float = FRAME_SHIFT):

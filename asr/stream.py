@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder
+from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path
 from asr.model import SUBSAMPLING, ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
@@ -90,7 +90,12 @@ class Stream:
         self.tokens = tokens
         self.space = tokens.index(" ")
         self.sample_rate = int(rate)
-        self.endpoint = endpoint or EndpointConfig()
+        self.endpoint = ep = endpoint or EndpointConfig()
+        self._endpoint_frames = (
+            ep.frames(ep.silence_no_speech),
+            ep.frames(ep.silence_after_speech),
+            ep.frames(ep.max_utterance),
+        )
         self.words = words
         self.max_alternatives = max_alternatives
         self.pcm = PcmInput()
@@ -128,39 +133,38 @@ class Stream:
         if self.beam:
             self.beam.begin()
 
-    def consume(self, log_probs: torch.Tensor) -> None:
-        """Decode the model's next output frames (U, V), ending utterances where a rule fires."""
-        while log_probs.shape[0]:
-            cut = self._endpoint_at(log_probs)
-            head = log_probs if cut is None else log_probs[: cut + 1]
-            self.greedy.accept(head)
+    def consume(self, log_probs: torch.Tensor, best=None) -> None:
+        """Decode the model's next output frames (U, V), ending utterances where a rule fires.
+
+        `best`: `best_path(log_probs)` when the caller has it already (the engine computes it for the batch).
+        """
+        tokens, logps = best or best_path(log_probs)
+        while tokens:
+            cut = self._endpoint_at(tokens)
+            n = len(tokens) if cut is None else cut + 1
+            self.greedy.accept_best(tokens[:n], logps[:n])
             if self.beam:
-                self.beam.step(head)
-            self.frame += head.shape[0]
+                self.beam.step(log_probs[:n])
+            self.frame += n
             if cut is None:
                 return
             self.finish_utterance()
-            log_probs = log_probs[cut + 1 :]
+            tokens, logps, log_probs = tokens[n:], logps[n:], log_probs[n:]
 
-    def _endpoint_at(self, log_probs: torch.Tensor) -> int | None:
-        """Index of the first frame at which an endpoint rule fires, or None."""
-        ep = self.endpoint
-        if not ep.enabled:
+    def _endpoint_at(self, tokens: list[int]) -> int | None:
+        """Index of the first frame (given by its best token) at which an endpoint rule fires, or None."""
+        if not self.endpoint.enabled:
             return None
-        best = log_probs.numpy().argmax(axis=-1)
-        t = self.frame + np.arange(len(best))  # absolute frame indices
-        speech = (best != BLANK) & (best != self.space)
-        last = np.maximum.accumulate(np.maximum(np.where(speech, t, -1), self.greedy.last_speech_frame))
-        start = self.greedy.start_frame
-        elapsed = t - start + 1
-        has_speech = last >= start
-        fire = (
-            (~has_speech & (elapsed >= ep.frames(ep.silence_no_speech)))
-            | (has_speech & (t - last >= ep.frames(ep.silence_after_speech)))
-            | (elapsed >= ep.frames(ep.max_utterance))
-        )
-        hits = np.flatnonzero(fire)
-        return int(hits[0]) if hits.size else None
+        no_speech, after_speech, longest = self._endpoint_frames
+        start, last = self.greedy.start_frame, self.greedy.last_speech_frame
+        for i, tok in enumerate(tokens):
+            t = self.frame + i
+            if tok != BLANK and tok != self.space:
+                last = t
+            elapsed = t - start + 1
+            if elapsed >= longest or (t - last >= after_speech if last >= start else elapsed >= no_speech):
+                return i
+        return None
 
     def finish_utterance(self) -> None:
         """Close the current utterance into a final result and start the next one."""
@@ -280,8 +284,9 @@ class BatchEngine:
         st.ctx1[slots] = new.ctx1
         st.ctx2[slots] = new.ctx2
         log_probs = log_probs.float().cpu()
-        for stream, lp in zip(streams, log_probs):
-            stream.consume(lp)
+        best_logp, best = log_probs.max(dim=-1)  # (B, U): one call for the batch, not one per stream
+        for stream, lp, tokens, logps in zip(streams, log_probs, best.tolist(), best_logp.tolist()):
+            stream.consume(lp, (tokens, logps))
 
     def step(self) -> int:
         """One forward pass over every stream with a full chunk ready; returns how many advanced."""

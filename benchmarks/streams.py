@@ -127,9 +127,9 @@ class Timers:
         self.model.step = timed_step
         self.original_consume = Stream.consume
 
-        def timed_consume(stream, log_probs, _consume=self.original_consume):
+        def timed_consume(stream, log_probs, best=None, _consume=self.original_consume):
             t = time.perf_counter()
-            _consume(stream, log_probs)
+            _consume(stream, log_probs, best)
             self.decode += time.perf_counter() - t
 
         Stream.consume = timed_consume

@@ -85,6 +85,7 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "asr.cli", "serve", "--port", "0", "--device", args.device]
     cmd += ["--max-connections", str(max(args.clients) + 10), "--log-level", "WARNING"]
     cmd += ["--model", model] if model else []
+    cmd += ["--threads", str(args.server_threads)] if args.server_threads else []
     log = tempfile.NamedTemporaryFile("w+", prefix="ws_load_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     # WARNING level hides the listening line; find the port from /proc instead.
@@ -239,6 +240,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="model for the started server (default: the embedded one)")
     p.add_argument("--random-model", action="store_true", help="start the server with a random default-size model")
     p.add_argument("--device", default="auto")
+    p.add_argument("--server-threads", type=int, default=0, help="the started server's --threads (0: its default)")
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default ../shared/data/real_en)")
     p.add_argument("--target-ms", type=float, default=TARGET_MS, help="p95 latency limit (default 100)")
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
     best = max(ok) if ok else None
     print(f"max clients with p95 <= {args.target_ms:g} ms and no errors: {best if best is not None else 'none'}")
     info = {"url": url, "seconds": args.seconds, "chunk": args.chunk, "cpu_count": os.cpu_count(), "model": args.model}
-    info["random_model"] = args.random_model
+    info["random_model"], info["server_threads"] = args.random_model, args.server_threads
     args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
+import torch
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -106,12 +107,15 @@ class Connection:
         self.samples = 0  # samples received (at self.rate)
         self.rate = app.config.sample_rate
         self.rate_configured = False  # a config message set the rate
+        self.task: asyncio.Task | None = None  # the task serving this connection
+        self.receiving = False  # waiting in next_message
 
     def log(self, event: str, level: int = logging.INFO, **fields) -> None:
         extra = "".join(f" {k}={v}" for k, v in fields.items())
         log.log(level, "conn=%d event=%s%s", self.id, event, extra)
 
     async def serve(self) -> None:
+        self.task = asyncio.current_task()
         try:
             while True:
                 message = await self.next_message()
@@ -146,18 +150,36 @@ class Connection:
             self.log("disconnect", detail="before_close")
 
     async def next_message(self):
-        """The client's next message; raises Closing on shutdown or idle timeout."""
-        recv = asyncio.ensure_future(self.ws.recv())
-        done, _ = await asyncio.wait(
-            (recv, self.app.stopping), timeout=self.app.config.idle_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if recv in done:
-            return recv.result()
-        recv.cancel()
+        """The client's next message; raises Closing on shutdown or idle timeout.
+
+        No task or asyncio.wait per message (they cost more than the rest of the reply path): shutdown cancels
+        the receive of connections waiting for a message (`interrupt`), which websockets makes safe.
+        """
         if self.app.stopping.done():
-            reply = await self.final()
-            raise Closing(CLOSE_GOING_AWAY, "server shutting down", protocol.dumps(reply))
-        raise Closing(CLOSE_NORMAL, "idle timeout")
+            await self._close_for_shutdown()
+        self.receiving = True
+        try:
+            async with asyncio.timeout(self.app.config.idle_timeout):
+                return await self.ws.recv()
+        except TimeoutError:
+            raise Closing(CLOSE_NORMAL, "idle timeout") from None
+        except asyncio.CancelledError:
+            self.receiving = False
+            if not self.app.stopping.done():
+                raise
+            asyncio.current_task().uncancel()
+            await self._close_for_shutdown()
+        finally:
+            self.receiving = False
+
+    def interrupt(self) -> None:
+        """Shutdown: wake the connection if it is waiting for a message (else it sees `stopping` next time)."""
+        if self.receiving and self.task is not None:
+            self.task.cancel()
+
+    async def _close_for_shutdown(self):
+        reply = await self.final()
+        raise Closing(CLOSE_GOING_AWAY, "server shutting down", protocol.dumps(reply))
 
     async def handle(self, message) -> dict | None:
         """The reply to one message (None for config); raises Closing to end the connection."""
@@ -261,6 +283,7 @@ class AsrServer:
         self.metrics = Metrics()
         self.ids = itertools.count(1)
         self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
+        self.connections: set[Connection] = set()  # open ones, for shutdown
         self.server = None
         self.worker = None
         self.stopping: asyncio.Future | None = None
@@ -307,9 +330,11 @@ class AsrServer:
         log.info("event=shutdown connections=%d", self.metrics.connections)
         self.stopping.set_result(None)
         self.server.close(close_connections=False)
+        for conn in list(self.connections):
+            conn.interrupt()
         try:
             await asyncio.wait_for(self.server.wait_closed(), self.config.shutdown_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for conn in list(self.server.connections):
                 await conn.close(CLOSE_GOING_AWAY, "server shutting down")
             await self.server.wait_closed()
@@ -321,6 +346,7 @@ class AsrServer:
         conn = Connection(self, ws, next(self.ids))
         self.metrics.opened()
         conn.log("open", peer=_peer(ws), path=json.dumps(ws.request.path.split("?")[0]))
+        self.connections.add(conn)
         try:
             await conn.serve()
         except Exception:
@@ -329,6 +355,7 @@ class AsrServer:
             if ws.state is State.OPEN:
                 await ws.close(CLOSE_INTERNAL, "internal error")
         finally:
+            self.connections.discard(conn)
             self.admitted.discard(ws)
             self.metrics.closed()
 
@@ -464,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (0: torch's default)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -481,6 +509,8 @@ def config_from_args(args) -> ServerConfig:
         check_sample_rate(args.sample_rate)
     except ProtocolError as exc:
         raise ValueError(f"--sample-rate: {exc}") from None
+    if args.threads < 0:
+        raise ValueError("--threads must be 0 (torch's default) or more")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a port number")
     make_ssl_context(args.certfile, args.keyfile)  # fail before loading the model
@@ -513,6 +543,8 @@ def main(argv=None) -> int:
     setup_logging(args.log_level)
     try:
         config = config_from_args(args)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         model = asr.load_model(args.model, device=args.device)
         decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
         asyncio.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))

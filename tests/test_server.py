@@ -390,6 +390,8 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip().startswith(f"asr: error: {bad}:")
     assert main(["--model", str(checkpoint), "--certfile", str(tmp_path / "none.pem")]) == 2
     assert capsys.readouterr().err.strip() == f"asr: error: {tmp_path / 'none.pem'}: no such file"
+    assert main(["--model", str(checkpoint), "--threads", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "asr: error: --threads must be 0 (torch's default) or more"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -401,7 +403,7 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
 
 def start_subprocess_server(checkpoint, log, log_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0"]
+    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0", "--threads", "1"]
     proc = subprocess.Popen(cmd, stderr=log, stdout=log, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
