@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import common
@@ -103,11 +104,15 @@ def train_and_score(name: str, config: ModelConfig, args, out_dir: Path) -> dict
 
 
 def read_log(path: Path) -> dict:
+    """Steps reached, and the last validation's CER and WER on each --valid manifest (keys cer_STEM, wer_STEM)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    valid = [r for r in records if "cer" in r]
-    last = valid[-1] if valid else {}
     steps = max((r.get("step", 0) for r in records), default=0)
-    return {"cer": last.get("cer"), "wer": last.get("wer"), "valid_loss": last.get("loss"), "steps": steps}
+    result = {"steps": steps}
+    for r in records:
+        if "cer" in r:  # later validations overwrite earlier ones
+            stem = Path(r["valid"]).stem
+            result.update({f"cer_{stem}": r["cer"], f"wer_{stem}": r["wer"]})
+    return result
 
 
 def main(argv=None) -> int:
@@ -125,31 +130,35 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-args", default="", help='more options for asr.train, e.g. "--max-batch-seconds 120"')
     p.add_argument("--work-dir", default=None, help="where trainings write (default: a temporary folder)")
+    p.add_argument("--parallel", type=int, default=1, help="trainings run at once (after all step timings)")
     args = p.parse_args(argv)
     if not args.no_train and not (args.train and args.valid):
         p.error("--train and --valid are needed for the trainings (or --no-train)")
 
     torch.set_num_threads(args.threads)
     base = ModelConfig(hidden_size=args.hidden_size, num_layers=args.num_layers)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work_dir or tmp)
-        for name, config in size_configs(base):
-            params = GRUCTC(config).num_parameters()
-            assert params == count_parameters(config), "count_parameters is out of date with GRUCTC"
-            row = {"cell": name, "params": params, "rnn_params": rnn_parameters(config)}
-            for batch in BATCHES:
-                row[f"step_ms_b{batch}"] = 1000 * step_time(config, batch)
-            print(f"  {name}: {params / 1e6:.2f} M params, step b1 {row['step_ms_b1']:.2f} ms, "
-                  f"b100 {row['step_ms_b100']:.2f} ms", flush=True)  # fmt: skip
-            if not args.no_train:
-                row.update(train_and_score(name, config, args, work))
-            rows.append(row)
+    rows, cells = [], size_configs(base)
+    for name, config in cells:  # timings first, with no training running beside them
+        params = GRUCTC(config).num_parameters()
+        assert params == count_parameters(config), "count_parameters is out of date with GRUCTC"
+        row = {"cell": name, "params": params, "rnn_params": rnn_parameters(config)}
+        for batch in BATCHES:
+            row[f"step_ms_b{batch}"] = 1000 * step_time(config, batch)
+        print(f"  {name}: {params / 1e6:.2f} M params, step b1 {row['step_ms_b1']:.2f} ms, "
+              f"b100 {row['step_ms_b100']:.2f} ms", flush=True)  # fmt: skip
+        rows.append(row)
+    if not args.no_train:
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.parallel) as pool:
+            work = Path(args.work_dir or tmp)
+            scores = pool.map(lambda cell: train_and_score(*cell, args, work), cells)
+            for row, score in zip(rows, scores, strict=True):
+                row.update(score)
 
     print()
     columns = ["cell", "params", "rnn_params", "step_ms_b1", "step_ms_b100"]
     if not args.no_train:
-        columns += ["steps", "train_minutes", "cer", "wer"]
+        columns += ["steps", "train_minutes"]
+        columns += sorted({k for row in rows for k in row if k.startswith(("cer_", "wer_"))})
     common.print_table(rows, columns)
     gru = rows[0]
     for row in rows[1:]:
