@@ -418,6 +418,19 @@ async def run_until_signalled(app: AsrServer) -> None:
     await app.shutdown()
 
 
+def loop_factory(kind: str = "auto"):
+    """uvloop's event loop factory (libuv: cheaper socket I/O per message) when installed or asked for, else asyncio's."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ValueError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 class BackgroundServer:
     """An AsrServer on its own event loop in a thread (tests, benchmarks, embedding).
 
@@ -427,7 +440,7 @@ class BackgroundServer:
 
     def __init__(self, model, config: ServerConfig | None = None, **kwargs):
         self.app = AsrServer(model, config or ServerConfig(port=0), **kwargs)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop_factory()()
         self.thread = threading.Thread(target=self._run, name="asr-server", daemon=True)
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -491,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
+    p.add_argument(
+        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop (auto: uvloop if installed)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (0: torch's default)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -543,11 +559,13 @@ def main(argv=None) -> int:
     setup_logging(args.log_level)
     try:
         config = config_from_args(args)
+        new_loop = loop_factory(args.loop)
         if args.threads:
             torch.set_num_threads(args.threads)
         model = asr.load_model(args.model, device=args.device)
         decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
-        asyncio.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))
     except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:
