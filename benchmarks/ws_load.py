@@ -7,9 +7,11 @@
 Each client streams real speech (../shared/data/real_en, else synthesized) as
 16 kHz int16 PCM in `--chunk` second messages at real-time pace, starting at a
 random moment within the first chunk, and times each message from sending it to
-receiving its reply. The clients run in this process, the server in another.
-Prints a table, writes JSON (--out), and names the largest N whose p95 latency
-is at most --target-ms.
+receiving its reply. The clients run in this process (on uvloop when installed),
+the server in another. Latency percentiles leave out each stream's first
+--warmup seconds, while the other clients are still connecting (`p95 all`
+counts them). Prints a table, writes JSON (--out), and names the largest N whose
+p95 latency is at most --target-ms.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     cmd += ["--max-connections", str(max(args.clients) + 10), "--log-level", "WARNING"]
     cmd += ["--model", model] if model else []
     cmd += ["--threads", str(args.server_threads)] if args.server_threads else []
+    cmd += ["--workers", str(args.server_workers)]
     log = tempfile.NamedTemporaryFile("w+", prefix="ws_load_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     # WARNING level hides the listening line; find the port from /proc instead.
@@ -116,14 +119,25 @@ def listening_port(pid: int) -> int | None:
 
 
 def proc_stats(pid: int | None) -> dict:
-    """Server RSS (MB), peak RSS (MB) and CPU seconds so far (Linux /proc)."""
+    """Server RSS (MB), peak RSS (MB) and CPU seconds so far (Linux /proc), its worker processes included.
+
+    With --workers, RSS is the sum over the processes (pages they share, like the model, counted in each).
+    """
     if not pid:
         return {}
-    status = Path(f"/proc/{pid}/status").read_text()
-    kb = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return {"rss_mb": kb.get("VmRSS", 0) / 1024, "peak_rss_mb": kb.get("VmHWM", 0) / 1024, "cpu_s": cpu}
+    total = {"rss_mb": 0.0, "peak_rss_mb": 0.0, "cpu_s": 0.0}
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for p in [pid, *map(int, children.read_text().split() if children.exists() else [])]:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        kb = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+        total["rss_mb"] += kb.get("VmRSS", 0) / 1024
+        total["peak_rss_mb"] += kb.get("VmHWM", 0) / 1024
+        total["cpu_s"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def server_metrics(url: str) -> dict:
@@ -152,7 +166,7 @@ async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float
                 sent = time.perf_counter()
                 await ws.send(data)
                 reply = json.loads(await ws.recv())
-                latencies.append(time.perf_counter() - sent)
+                latencies.append((i * chunk, time.perf_counter() - sent))  # (audio time of the message, latency)
                 if "error" in reply:
                     errors.append(reply["error"])
                     break
@@ -161,6 +175,15 @@ async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float
     except Exception as exc:  # a refused or dropped connection is a result, not a crash
         errors.append(f"{type(exc).__name__}: {exc}")
     return {"latencies": latencies, "errors": errors}
+
+
+def client_loop_factory():
+    """uvloop for the clients when installed: the load generator should spend as little of the CPU as it can."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 async def run_level(args, url, pcm, n: int, rng) -> dict:
@@ -176,11 +199,13 @@ async def run_level(args, url, pcm, n: int, rng) -> dict:
 
 
 def measure(args, url, pid, pcm, n, rng) -> dict:
-    before, stats0, t0 = server_metrics(url), proc_stats(pid), time.monotonic()
-    results = asyncio.run(run_level(args, url, pcm, n, rng))
-    wall = time.monotonic() - t0
+    before, stats0, t0, cpu0 = server_metrics(url), proc_stats(pid), time.monotonic(), time.process_time()
+    with asyncio.Runner(loop_factory=client_loop_factory()) as runner:
+        results = runner.run(run_level(args, url, pcm, n, rng))
+    wall, client_cpu = time.monotonic() - t0, time.process_time() - cpu0
     after, stats1 = server_metrics(url), proc_stats(pid)
-    lat = np.array([x for r in results for x in r["latencies"]]) * 1000
+    all_lat = np.array([x for r in results for _, x in r["latencies"]]) * 1000
+    lat = np.array([x for r in results for t, x in r["latencies"] if t >= args.warmup]) * 1000
     errors = [e for r in results for e in r["errors"]]
 
     def delta(key):
@@ -195,11 +220,13 @@ def measure(args, url, pid, pcm, n, rng) -> dict:
         "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
         "max_ms": float(lat.max()) if lat.size else None,
+        "p95_all_ms": float(np.percentile(all_lat, 95)) if all_lat.size else None,
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:3],
         "rtf": delta("gru_asr_processing_seconds_total") / audio if audio else None,
         "mean_batch": delta("gru_asr_batch_size_sum") / batches if batches else None,
         "server_cpu_percent": 100 * (stats1["cpu_s"] - stats0["cpu_s"]) / wall if stats1 else None,
+        "client_cpu_percent": 100 * client_cpu / wall,
         "server_rss_mb": stats1.get("rss_mb"),
         "server_peak_rss_mb": stats1.get("peak_rss_mb"),
         "wall_s": wall,
@@ -213,13 +240,15 @@ COLUMNS = [  # key, title, format
     ("p95_ms", "p95 ms", "{:.1f}"),
     ("p99_ms", "p99 ms", "{:.1f}"),
     ("max_ms", "max ms", "{:.1f}"),
+    ("p95_all_ms", "p95 all", "{:.1f}"),
     ("errors", "errors", "{}"),
     ("rtf", "RTF", "{:.3f}"),
     ("mean_batch", "mean batch", "{:.1f}"),
     ("server_cpu_percent", "CPU %", "{:.0f}"),
+    ("client_cpu_percent", "client CPU %", "{:.0f}"),
     ("server_rss_mb", "RSS MB", "{:.0f}"),
 ]
-WIDTH = 11  # characters per column
+WIDTH = 13  # characters per column
 
 
 def format_header() -> str:
@@ -235,11 +264,18 @@ def main(argv=None) -> int:
     p.add_argument("--clients", default="50,100,200,300", help="comma-separated load levels (default 50,100,200,300)")
     p.add_argument("--seconds", type=float, default=20.0, help="audio each client streams per level (default 20)")
     p.add_argument("--chunk", type=float, default=0.2, help="seconds per message (default 0.2)")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of each stream left out of p50/p95/p99/max: while all clients connect (p95 all counts them)",
+    )
     p.add_argument("--url", default=None, help="a running server; default: start `asr serve` here")
     p.add_argument("--pid", type=int, default=None, help="with --url: the server's pid, for RSS and CPU")
     p.add_argument("--model", default=None, help="model for the started server (default: the embedded one)")
     p.add_argument("--random-model", action="store_true", help="start the server with a random default-size model")
     p.add_argument("--device", default="auto")
+    p.add_argument("--server-workers", type=int, default=1, help="the started server's --workers (default 1)")
     p.add_argument("--server-threads", type=int, default=0, help="the started server's --threads (0: its default)")
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default ../shared/data/real_en)")
@@ -269,8 +305,15 @@ def main(argv=None) -> int:
     ok = [r["clients"] for r in rows if r["p95_ms"] is not None and r["p95_ms"] <= args.target_ms and not r["errors"]]
     best = max(ok) if ok else None
     print(f"max clients with p95 <= {args.target_ms:g} ms and no errors: {best if best is not None else 'none'}")
-    info = {"url": url, "seconds": args.seconds, "chunk": args.chunk, "cpu_count": os.cpu_count(), "model": args.model}
-    info["random_model"], info["server_threads"] = args.random_model, args.server_threads
+    info = {
+        "url": url,
+        "seconds": args.seconds,
+        "chunk": args.chunk,
+        "warmup": args.warmup,
+        "cpu_count": os.cpu_count(),
+        "model": args.model,
+    }
+    info.update(random_model=args.random_model, server_workers=args.server_workers, server_threads=args.server_threads)
     args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

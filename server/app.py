@@ -47,6 +47,7 @@ from server.metrics import Metrics
 from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
 from server.web import authorized, http_response, make_ssl_context, static_file, text_response
 from server.worker import EngineWorker
+from server.workers import listen, publish_metrics, run_workers
 
 log = logging.getLogger("asr.server")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -94,7 +95,7 @@ class Closing(Exception):
 
 
 class Connection:
-    def __init__(self, app: AsrServer, ws: ServerConnection, cid: int):
+    def __init__(self, app: AsrServer, ws: ServerConnection, cid: int | str):
         self.app, self.ws, self.id = app, ws, cid
         self.options = {
             "sample_rate": app.config.sample_rate,
@@ -112,7 +113,7 @@ class Connection:
 
     def log(self, event: str, level: int = logging.INFO, **fields) -> None:
         extra = "".join(f" {k}={v}" for k, v in fields.items())
-        log.log(level, "conn=%d event=%s%s", self.id, event, extra)
+        log.log(level, "conn=%s event=%s%s", self.id, event, extra)
 
     async def serve(self) -> None:
         self.task = asyncio.current_task()
@@ -276,8 +277,14 @@ def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float =
 
 
 class AsrServer:
-    def __init__(self, model, config: ServerConfig | None = None, decoder_factory=None):
+    """`sock`: an already listening socket to serve on (instead of config.host/port); `shared`: (SharedState,
+    worker index) when this is one of several worker processes (server/workers.py)."""
+
+    def __init__(self, model, config: ServerConfig | None = None, decoder_factory=None, sock=None, shared=None):
         self.model = model
+        self.sock = sock
+        self.shared, self.worker_index = shared or (None, 0)
+        self.publisher: asyncio.Task | None = None
         self.config = config or ServerConfig()
         self.decoder_factory = decoder_factory or make_decoder_factory(model.tokens)
         self.metrics = Metrics()
@@ -295,10 +302,10 @@ class AsrServer:
         self.worker = EngineWorker(BatchEngine(self.model, chunk_frames=c.chunk_frames, capacity=16), self.metrics)
         self.worker.start()
         try:
+            where = {"sock": self.sock} if self.sock is not None else {"host": c.host, "port": c.port}
             self.server = await serve(
                 self.handler,
-                c.host,
-                c.port,
+                **where,
                 process_request=self.process_request,
                 ssl=make_ssl_context(c.certfile, c.keyfile),
                 max_size=c.max_message_bytes,
@@ -311,6 +318,8 @@ class AsrServer:
         except BaseException:
             self.worker.stop()
             raise
+        if self.shared is not None:
+            self.publisher = asyncio.create_task(publish_metrics(self.shared, self.worker_index, self.metrics))
         log.info("event=listening url=%s model=%s", self.url, getattr(self.model, "source", "in-memory"))
 
     @property
@@ -339,11 +348,14 @@ class AsrServer:
                 await conn.close(CLOSE_GOING_AWAY, "server shutting down")
             await self.server.wait_closed()
         await asyncio.to_thread(self.worker.stop)
+        if self.publisher is not None:
+            self.publisher.cancel()
         log.info("event=stopped")
 
     # -- websocket connections ------------------------------------------------------
     async def handler(self, ws: ServerConnection) -> None:
-        conn = Connection(self, ws, next(self.ids))
+        n = next(self.ids)
+        conn = Connection(self, ws, n if self.shared is None else f"{self.worker_index}.{n}")  # worker.connection
         self.metrics.opened()
         conn.log("open", peer=_peer(ws), path=json.dumps(ws.request.path.split("?")[0]))
         self.connections.add(conn)
@@ -351,12 +363,14 @@ class AsrServer:
             await conn.serve()
         except Exception:
             self.metrics.error("internal")
-            log.exception("conn=%d event=error kind=internal", conn.id)
+            log.exception("conn=%s event=error kind=internal", conn.id)
             if ws.state is State.OPEN:
                 await ws.close(CLOSE_INTERNAL, "internal error")
         finally:
             self.connections.discard(conn)
             self.admitted.discard(ws)
+            if self.shared is not None:
+                self.shared.publish_count(self.worker_index, len(self.admitted))
             self.metrics.closed()
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -372,27 +386,39 @@ class AsrServer:
             response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
             response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
             return response
-        self.admitted = {c for c in self.admitted if c.state is not State.CLOSED}
-        if len(self.admitted) >= self.config.max_connections:
+        if not self._admit(connection):
             self.metrics.error("over_capacity")
             log.warning(
                 "event=error kind=over_capacity peer=%s limit=%d", _peer(connection), self.config.max_connections
             )
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections, try again later\n")
-        self.admitted.add(connection)
         return None
+
+    def _admit(self, connection: ServerConnection) -> bool:
+        """Count `connection` against max_connections (of all worker processes together) if there is room."""
+        self.admitted = {c for c in self.admitted if c.state is not State.CLOSED}
+        limit = self.config.max_connections
+        if self.shared is not None:
+            ok = self.shared.admit(self.worker_index, len(self.admitted), limit)
+        else:
+            ok = len(self.admitted) < limit
+        if ok:
+            self.admitted.add(connection)
+        return ok
 
     def http_get(self, path: str) -> Response:
         if path == "/healthz":
             body = {
                 "status": "stopping" if self.stopping.done() else "ok",
-                "connections": self.metrics.connections,
+                "connections": self.metrics.connections if self.shared is None else self.shared.total(),
                 "max_connections": self.config.max_connections,
                 "model": str(getattr(self.model, "source", "in-memory")),
             }
             return http_response(HTTPStatus.OK, json.dumps(body) + "\n", "application/json")
         if path == "/metrics":
-            return http_response(HTTPStatus.OK, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            peers = self.shared.peer_snapshots(self.worker_index) if self.shared is not None else ()
+            body = self.metrics.render(peers)
+            return http_response(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
         file = static_file(self.config.static_dir, path)
         if file is None:
             return text_response(HTTPStatus.NOT_FOUND, "not found\n")
@@ -507,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop (auto: uvloop if installed)"
     )
+    p.add_argument(
+        "--workers", type=int, default=1, help="server processes on the one port, each with its own engine (default 1)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (0: torch's default)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -525,6 +554,10 @@ def config_from_args(args) -> ServerConfig:
         check_sample_rate(args.sample_rate)
     except ProtocolError as exc:
         raise ValueError(f"--sample-rate: {exc}") from None
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if args.workers > 1 and str(args.model or "").endswith(".onnx"):
+        raise ValueError("--workers > 1 needs a PyTorch model (ONNX Runtime sessions do not survive fork)")
     if args.threads < 0:
         raise ValueError("--threads must be 0 (torch's default) or more")
     if not 0 <= args.port <= 65535:
@@ -560,12 +593,30 @@ def main(argv=None) -> int:
     try:
         config = config_from_args(args)
         new_loop = loop_factory(args.loop)
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model = asr.load_model(args.model, device=args.device)
+        if args.workers == 1:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            model = asr.load_model(args.model, device=args.device)
+            decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                runner.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))
+            return 0
+        # several processes: CPU only (CUDA does not survive fork), the model loaded once before forking
+        if args.device not in ("auto", "cpu"):
+            raise ValueError("--workers > 1 serves on the CPU (--device cpu); one process batches best on a GPU")
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+        model = asr.load_model(args.model, device="cpu")
         decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            runner.run(run_until_signalled(AsrServer(model, config, decoder_factory=decoders)))
+        sock = listen(config.host, config.port)
+
+        def serve_one(index, shared):
+            torch.set_num_threads(threads)
+            app = AsrServer(model, config, decoder_factory=decoders, sock=sock, shared=(shared, index))
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                runner.run(run_until_signalled(app))
+            return 0
+
+        return run_workers(args.workers, sock, serve_one)
     except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:

@@ -25,6 +25,14 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def snapshot(self) -> dict:
+        return {"counts": list(self.counts), "sum": self.sum, "count": self.count}
+
+    def add(self, snapshot: dict) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, snapshot["counts"], strict=True)]
+        self.sum += snapshot["sum"]
+        self.count += snapshot["count"]
+
     def lines(self, name: str) -> list[str]:
         out, total = [], 0
         for bound, n in zip((*self.buckets, "+Inf"), self.counts, strict=True):
@@ -71,7 +79,33 @@ class Metrics:
         with self.lock:
             self.reply_latency.observe(seconds)
 
-    def render(self) -> str:
+    COUNTERS = ("connections", "connections_total", "audio_seconds", "processing_seconds")
+
+    def snapshot(self) -> dict:
+        """Everything as plain data (JSON), for adding up the metrics of several server processes."""
+        with self.lock:
+            snap = {k: getattr(self, k) for k in self.COUNTERS}
+            snap["errors"] = dict(self.errors)
+            snap["batch_size"] = self.batch_size.snapshot()
+            snap["reply_latency"] = self.reply_latency.snapshot()
+        return snap
+
+    def add(self, snapshot: dict) -> None:
+        with self.lock:
+            for k in self.COUNTERS:
+                setattr(self, k, getattr(self, k) + snapshot[k])
+            for kind, n in snapshot["errors"].items():
+                self.errors[kind] = self.errors.get(kind, 0) + n
+            self.batch_size.add(snapshot["batch_size"])
+            self.reply_latency.add(snapshot["reply_latency"])
+
+    def render(self, peers: list[dict] = ()) -> str:
+        """Prometheus text; `peers`: snapshots of other server processes to add in."""
+        if peers:
+            total = Metrics()
+            for snap in (self.snapshot(), *peers):
+                total.add(snap)
+            return total.render()
         p = PREFIX
         with self.lock:
             lines = [

@@ -392,6 +392,10 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == f"asr: error: {tmp_path / 'none.pem'}: no such file"
     assert main(["--model", str(checkpoint), "--threads", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "asr: error: --threads must be 0 (torch's default) or more"
+    assert main(["--model", str(checkpoint), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "asr: error: --workers must be at least 1"
+    assert main(["--model", str(checkpoint), "--workers", "2", "--device", "cuda"]) == 2
+    assert "--workers > 1 serves on the CPU" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -401,9 +405,9 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
     assert err == f"asr: error: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
-def start_subprocess_server(checkpoint, log, log_path):
+def start_subprocess_server(checkpoint, log, log_path, *options):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0", "--threads", "1"]
+    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0", *options]
     proc = subprocess.Popen(cmd, stderr=log, stdout=log, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -420,7 +424,7 @@ def start_subprocess_server(checkpoint, log, log_path):
 def test_sigterm_finishes_open_streams(checkpoint, speech_pcm, tmp_path):
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
-        proc, url = start_subprocess_server(checkpoint, log, log_path)
+        proc, url = start_subprocess_server(checkpoint, log, log_path, "--threads", "1")
 
     async def client():
         async with connect(url) as ws:
@@ -444,3 +448,35 @@ def test_sigterm_finishes_open_streams(checkpoint, speech_pcm, tmp_path):
     log = (tmp_path / "server.log").read_text()
     assert "event=shutdown" in log and "event=stopped" in log and "Traceback" not in log
     assert "conn=1 event=open" in log and "conn=1 event=close code=1001" in log
+
+
+def test_workers_share_the_port_the_limit_and_the_metrics(model, checkpoint, speech_pcm, tmp_path):
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc, url = start_subprocess_server(checkpoint, log, log_path, "--workers", "2", "--max-connections", "3")
+    chunks = split(speech_pcm, 3200)
+    expected = offline(model, chunks, endpoint=EndpointConfig())
+
+    async def clients():
+        held = [await connect(url) for _ in range(3)]  # the limit is for both workers together
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url)
+        assert refused.value.response.status_code == 503
+        for ws in held:
+            await ws.close()
+        await asyncio.sleep(0.3)
+        return await asyncio.gather(*(stream(url, chunks) for _ in range(3)))
+
+    try:
+        assert asyncio.run(clients()) == [expected] * 3
+        time.sleep(1.5)  # a metrics snapshot interval
+        for _ in range(4):  # whichever worker answers gives the sum
+            metrics = http_get(url, "/metrics")[2]
+            assert "gru_asr_connections_total 6" in metrics and 'errors_total{kind="over_capacity"} 1' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert "event=workers count=2" in log and log.count("event=stopped") == 2 and "Traceback" not in log
