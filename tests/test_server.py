@@ -480,3 +480,31 @@ def test_workers_share_the_port_the_limit_and_the_metrics(model, checkpoint, spe
             proc.kill()
     log = log_path.read_text()
     assert "event=workers count=2" in log and log.count("event=stopped") == 2 and "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced(model, checkpoint, speech_pcm, tmp_path):
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc, url = start_subprocess_server(checkpoint, log, log_path, "--workers", "2")
+    try:
+        line = next(ln for ln in log_path.read_text().splitlines() if "event=workers" in ln)
+        victim = int(line.split("pids=")[1].split(",")[0])
+        time.sleep(5.5)  # workers dying sooner after their start stop the server instead
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while log_path.read_text().count("event=listening") < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"event=worker_exit worker=0 pid={victim} code=-9" in log_path.read_text()
+        chunks = split(speech_pcm, 3200)
+        results = asyncio.run(_streams(url, chunks, 4))
+        assert results == [offline(model, chunks, endpoint=EndpointConfig())] * 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def _streams(url, chunks, n):
+    return await asyncio.gather(*(stream(url, chunks) for _ in range(n)))
