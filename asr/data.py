@@ -20,7 +20,7 @@ import os
 import random
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +294,11 @@ class AugmentConfig:
     specaug_prob: float = 0.8
     freq_mask: int = 20  # bins, two masks
     time_mask: int = 40  # frames, two masks (at most 10% of the utterance each)
+
+    def scaled(self, factor: float) -> AugmentConfig:
+        """The same augmentations with every probability times `factor` (capped at 1)."""
+        probs = {f.name: min(1.0, getattr(self, f.name) * factor) for f in fields(self) if f.name.endswith("_prob")}
+        return replace(self, **probs)
 
 
 def colored_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:

@@ -33,7 +33,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from asr.checkpoint import save_checkpoint
-from asr.data import ASRDataset, BucketingSampler, DataError, collate, compute_stats, load_manifests, read_manifest
+from asr.data import (
+    ASRDataset,
+    AugmentConfig,
+    BucketingSampler,
+    DataError,
+    collate,
+    compute_stats,
+    load_manifests,
+    read_manifest,
+)
 from asr.decoding import ctc_greedy
 from asr.model import GRUCTC, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
@@ -87,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
     a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
+    a("--augment-scale", type=float, default=1.0, help="multiplies every augmentation's probability")
     return p
 
 
@@ -296,6 +306,7 @@ class Trainer:
             self.tokenizer,
             augment=not args.no_augment,
             seed=args.seed,
+            config=AugmentConfig().scaled(args.augment_scale),
             augment_from_epoch=args.augment_from_epoch,
         )
         self.sampler = BucketingSampler(

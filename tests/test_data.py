@@ -316,3 +316,9 @@ def test_dataset_augments_from_the_given_epoch(manifest):
         assert torch.equal(ds[0][0], clean[0][0])
     ds.epoch = 2
     assert not torch.equal(ds[0][0], clean[0][0])
+
+
+def test_augment_config_scaled():
+    half = AugmentConfig().scaled(0.5)
+    assert half.speed_prob == AugmentConfig().speed_prob / 2 and half.snr_db == AugmentConfig().snr_db
+    assert AugmentConfig().scaled(10).noise_prob == 1.0
