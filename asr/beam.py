@@ -183,7 +183,7 @@ class BeamSearchDecoder:
         beam_size: int = 16,
         lm: str | Path | None = None,
         lexicon: str | Path | list[str] | None = None,
-        lm_weight: float = 0.5,
+        lm_weight: float = 1.5,
         word_score: float = 0.0,
         unk_score: float = float("-inf"),
         hotwords: list | None = None,

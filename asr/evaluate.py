@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=0, help="CTC prefix beam search width (0: greedy)")
     p.add_argument("--lm", help="word language model (.arpa, or KenLM binary with --lexicon) for beam search")
     p.add_argument("--lexicon", help="lexicon file for beam search (default with an .arpa: its vocabulary)")
-    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument(
+        "--lm-weight", type=float, default=1.5, help="KenLM weight (1.5: tuned on so762_dev for the embedded model)"
+    )
     p.add_argument("--word-score", type=float, default=0.0)
     return p
 

@@ -251,7 +251,7 @@ class Connection:
 # -- the server ------------------------------------------------------------------------
 
 
-def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float = 0.5, hotword_weight: float = 2.0):
+def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float = 1.5, hotword_weight: float = 2.0):
     """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
     from asr.tokenizer import normalize_text
 
@@ -531,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
         "beam 16 only for clients that send a phrase_list or ask for alternatives)",
     )
     p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
-    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument(
+        "--lm-weight", type=float, default=1.5, help="KenLM weight (1.5: tuned on so762_dev for the embedded model)"
+    )
     p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
     p.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop (auto: uvloop if installed)"
