@@ -38,7 +38,7 @@ from flashlight.lib.text.dictionary import Dictionary, create_word_dict
 from torchaudio.models.decoder import CTCDecoder, CTCDecoderLM, CTCDecoderLMState
 
 from asr.decoding import FRAME_SHIFT
-from asr.lm import SIL, UNK
+from asr.lm import DEFAULT_LM_WEIGHT, SIL, UNK
 
 BLANK = 0  # CTC blank id
 IMPOSSIBLE = -1e30  # log-prob of the tokens other than "|" in the frame `end()` appends in lexicon mode
@@ -183,7 +183,7 @@ class BeamSearchDecoder:
         beam_size: int = 16,
         lm: str | Path | None = None,
         lexicon: str | Path | list[str] | None = None,
-        lm_weight: float = 1.5,
+        lm_weight: float = DEFAULT_LM_WEIGHT,
         word_score: float = 0.0,
         unk_score: float = float("-inf"),
         hotwords: list | None = None,

@@ -22,6 +22,7 @@ from asr.audio import AudioError, LogMel, load_audio
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.data import DataError, read_manifest
 from asr.decoding import ctc_greedy
+from asr.lm import DEFAULT_LM_WEIGHT
 from asr.tokenizer import normalize_text
 
 BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", help="word language model (.arpa, or KenLM binary with --lexicon) for beam search")
     p.add_argument("--lexicon", help="lexicon file for beam search (default with an .arpa: its vocabulary)")
     p.add_argument(
-        "--lm-weight", type=float, default=1.5, help="KenLM weight (1.5: tuned on so762_dev for the embedded model)"
+        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help=f"KenLM weight (default {DEFAULT_LM_WEIGHT})"
     )
     p.add_argument("--word-score", type=float, default=0.0)
     return p

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from websockets.asyncio.client import connect
 
+from server.app import loop_factory
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real_en" / "audio"
 SAMPLE_RATE = 16000  # Hz sent to the server
@@ -177,15 +179,6 @@ async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float
     return {"latencies": latencies, "errors": errors}
 
 
-def client_loop_factory():
-    """uvloop for the clients when installed: the load generator should spend as little of the CPU as it can."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
 async def run_level(args, url, pcm, n: int, rng) -> dict:
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
     span = len(pcm) - int(SAMPLE_RATE * (args.seconds + 1))
@@ -200,7 +193,7 @@ async def run_level(args, url, pcm, n: int, rng) -> dict:
 
 def measure(args, url, pid, pcm, n, rng) -> dict:
     before, stats0, t0, cpu0 = server_metrics(url), proc_stats(pid), time.monotonic(), time.process_time()
-    with asyncio.Runner(loop_factory=client_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed: clients cost less CPU
         results = runner.run(run_level(args, url, pcm, n, rng))
     wall, client_cpu = time.monotonic() - t0, time.process_time() - cpu0
     after, stats1 = server_metrics(url), proc_stats(pid)

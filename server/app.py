@@ -43,6 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from asr.lm import DEFAULT_LM_WEIGHT
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
 from server import protocol
 from server.metrics import Metrics
@@ -251,7 +252,9 @@ class Connection:
 # -- the server ------------------------------------------------------------------------
 
 
-def make_decoder_factory(tokens, beam_size: int = 0, lm=None, lm_weight: float = 1.5, hotword_weight: float = 2.0):
+def make_decoder_factory(
+    tokens, beam_size: int = 0, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT, hotword_weight: float = 2.0
+):
     """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
     from asr.tokenizer import normalize_text
 
@@ -532,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
     p.add_argument(
-        "--lm-weight", type=float, default=1.5, help="KenLM weight (1.5: tuned on so762_dev for the embedded model)"
+        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help=f"KenLM weight (default {DEFAULT_LM_WEIGHT})"
     )
     p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
     p.add_argument(

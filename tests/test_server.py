@@ -465,7 +465,7 @@ def test_workers_share_the_port_the_limit_and_the_metrics(model, checkpoint, spe
         for ws in held:
             await ws.close()
         await asyncio.sleep(0.3)
-        return await asyncio.gather(*(stream(url, chunks) for _ in range(3)))
+        return await _streams(url, chunks, 3)
 
     try:
         assert asyncio.run(clients()) == [expected] * 3
