@@ -32,7 +32,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from asr.checkpoint import save_checkpoint
+from asr import DEFAULT_MODEL
+from asr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from asr.data import (
     ASRDataset,
     AugmentConfig,
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--num-workers", type=int, default=2)
     a("--seed", type=int, default=0)
     a("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    a(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights and feature statistics ('default': the embedded model), to fine-tune;"
+        " its architecture replaces the model options; fresh optimizer and schedule; --resume's OUT/last.pt wins",
+    )
     a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
     a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
     a("--log-every", type=int, default=10, help="steps between log lines")
@@ -335,8 +342,13 @@ class Trainer:
             self.state = None
             fields = {k: getattr(args, k) for k in MODEL_OPTIONS}
             config = ModelConfig(n_mels=80, vocab_size=len(self.tokenizer), **fields)
+        initial = self._initial_model() if self.state is None and args.init else None
+        if initial is not None:
+            config = initial.config
         self.model = GRUCTC(config).to(self.device)
-        if self.state is None and self.main:  # DDP broadcasts rank 0's buffers, the stats among them
+        if initial is not None:  # weights and normalisation stats as trained; the optimizer starts afresh
+            self.model.load_state_dict(initial.state_dict())
+        elif self.state is None and self.main:  # DDP broadcasts rank 0's buffers, the stats among them
             mean, std = compute_stats(entries, args.stats_utterances, args.seed)
             self.model.set_normalization(mean.to(self.device), std.to(self.device))
 
@@ -356,6 +368,16 @@ class Trainer:
             ids = [self.device.index] if cuda else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.loader = self._loader(self.train_set, self.sampler)
+
+    def _initial_model(self) -> GRUCTC:
+        """The --init model, checked against this run's tokenizer."""
+        try:
+            model = load_checkpoint(DEFAULT_MODEL if self.args.init == "default" else self.args.init)
+        except CheckpointError as exc:
+            raise TrainError(f"--init {exc}") from None
+        if model.tokens != self.tokenizer.tokens:
+            raise TrainError(f"--init {self.args.init}: its output tokens differ from the character set trained here")
+        return model
 
     def _loader(self, dataset, sampler):
         return torch.utils.data.DataLoader(

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from conftest import REPO, synthesize
 
-from asr import evaluate, train
+from asr import evaluate, load_model, train
 from asr.checkpoint import load_checkpoint
 from asr.data import write_manifest
 
@@ -137,6 +137,34 @@ def test_ddp_time_budget_stops_every_rank_at_the_same_step(corpus, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]  # a rank stopping alone would hang the other one
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_init_fine_tunes_from_a_model(corpus, tmp_path):
+    """--init takes the model's architecture, weights and feature statistics; training then moves the weights."""
+    base = tmp_path / "base"
+    assert train.main(_args(corpus, base, "--max-steps", "2")) == 0
+    start = load_checkpoint(base / "model.pt")
+    tuned = tmp_path / "tuned"
+    argv = _args(corpus, tuned, "--init", str(base / "model.pt"), "--hidden-size", "48", "--max-steps", "2")
+    assert train.main(argv + ["--lr", "1e-2", "--warmup-steps", "1"]) == 0
+    model = load_checkpoint(tuned / "model.pt")
+    assert model.config == start.config  # the --init model's architecture, not --hidden-size 48
+    assert torch.equal(model.feat_mean, start.feat_mean) and torch.equal(model.feat_std, start.feat_std)
+    assert not torch.equal(model.output.weight, start.output.weight)
+    trainer = train.Trainer(train.parse_args(_args(corpus, tmp_path / "fresh", "--init", str(base / "model.pt"))))
+    for (name, x), y in zip(trainer.model.state_dict().items(), start.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    embedded = train.Trainer(train.parse_args(_args(corpus, tmp_path / "embedded", "--init", "default")))
+    assert embedded.model.config == load_model(device="cpu").config
+
+
+def test_init_errors_are_one_line(corpus, tmp_path, capsys):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    for path, message in ((tmp_path / "missing.pt", "no such file"), (broken, "corrupt")):
+        assert train.main(_args(corpus, tmp_path / "o", "--init", str(path))) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and str(path) in err and len(err.splitlines()) == 1
 
 
 def test_config_file_and_cli_override(tmp_path, corpus):

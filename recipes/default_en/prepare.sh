@@ -10,9 +10,11 @@
 #   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
+#   7  second round       -> WORK/exp2/ trained on from exp/best.pt (CONF2), evaluated (eval2_*) and exported as
+#                            WORK/default_en.pt; only with ROUNDS=2 (80 more minutes; the shipped model has it)
 #
-# Knobs (environment): WORK, DATA, PYTHON, CONF, NUM_SYNTH (train utterances to synthesise), NUM_TEST, NUM_UNSEEN,
-# NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
+# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, ROUNDS, NUM_SYNTH (train utterances to synthesise), NUM_TEST,
+# NUM_UNSEEN, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,6 +28,8 @@ NJ=${NJ:-2}
 NUM_TEST=${NUM_TEST:-0}  # synthetic test sentences (0: all 200)
 NUM_UNSEEN=${NUM_UNSEEN:-100}  # of those, spoken again by the held-out voices
 CONF=${CONF:-$RECIPE/conf/gru3x320.json}
+CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
+ROUNDS=${ROUNDS:-1}
 NPROC=${NPROC:-2}  # on 2 cores, two 1-thread DDP processes train ~1.7x faster than one 2-thread process
 SEED=${SEED:-1234}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
@@ -50,38 +54,63 @@ if run_stage 3 "real speech manifests from $DATA"; then
   done_stage 3
 fi
 
-if run_stage 4 "train ($CONF)"; then
-  # real speech is weighted up (speechocean762 x3, fsdd x2) so that 9 h of synthetic voices do not drown it
-  M=$WORK/manifests
-  train=($PYTHON -m asr.train)
+M=$WORK/manifests
+
+# train EXP_DIR CONF [extra asr.train options]: real speech is weighted up (speechocean762 x3, fsdd x2) so that
+# 9 h of synthetic voices do not drown it
+train() {
+  local exp=$1 conf=$2; shift 2
+  local cmd=($PYTHON -m asr.train)
   if [ "$NPROC" -gt 1 ]; then
     export OMP_NUM_THREADS=1
-    train=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m asr.train)
+    cmd=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m asr.train)
   fi
-  "${train[@]}" --config "$CONF" --out "$WORK/exp" --resume \
+  "${cmd[@]}" --config "$conf" --out "$exp" --resume "$@" \
     --train "$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2" \
     --valid "$M/so762_dev.jsonl" "$M/synth_test.jsonl"
+}
+
+# evaluate MODEL TAG: greedy, and beam search with the 3-gram -> WORK/TAG_{greedy,beam}.{txt,tsv}
+evaluate() {
+  local model=$1 tag=$2 decoding opts
+  for decoding in greedy beam; do
+    opts=""; [ $decoding = beam ] && opts="--beam-size 16 --lm $WORK/lm.arpa"
+    $PYTHON -m asr.evaluate "$M/synth_test.jsonl" "$M/synth_unseen_voice.jsonl" "$M/so762_dev.jsonl" "$M/fsdd_test.jsonl" "$M/real_en.jsonl" \
+      --model "$model" --report "$WORK/${tag}_$decoding.tsv" $opts | tee "$WORK/${tag}_$decoding.txt"
+  done
+}
+
+# export MODEL: the shipped model, plus ONNX and int8 TorchScript exports beside it
+export_model() {
+  cp "$1" "$WORK/default_en.pt"
+  $PYTHON -m asr.cli export --format onnx --model "$WORK/default_en.pt" --out "$WORK/default_en.onnx"
+  $PYTHON -m asr.cli export --format torchscript --int8 --model "$WORK/default_en.pt" --out "$WORK/default_en.int8.ts"
+  echo "to ship it: cp $WORK/default_en.pt asr/assets/default_en.pt"
+}
+
+if run_stage 4 "train ($CONF)"; then
+  train "$WORK/exp" "$CONF"
   done_stage 4
 fi
 
 if run_stage 5 "language model and evaluation"; then
   # a word 3-gram from the synthetic corpus' training text and speechocean762's training transcripts
-  cat "$WORK/text/lm_train.txt" <($PYTHON -c "import json,sys; [print(json.loads(l)['text']) for l in open(sys.argv[1])]" "$WORK/manifests/so762_train.jsonl") > "$WORK/text/lm_all.txt"
+  cat "$WORK/text/lm_train.txt" <($PYTHON -c "import json,sys; [print(json.loads(l)['text']) for l in open(sys.argv[1])]" "$M/so762_train.jsonl") > "$WORK/text/lm_all.txt"
   $PYTHON -m asr.lm "$WORK/text/lm_all.txt" "$WORK/lm.arpa" --order 3
-  M=$WORK/manifests
-  for decoding in greedy beam; do
-    opts=""; [ $decoding = beam ] && opts="--beam-size 16 --lm $WORK/lm.arpa"
-    $PYTHON -m asr.evaluate "$M/synth_test.jsonl" "$M/synth_unseen_voice.jsonl" "$M/so762_dev.jsonl" "$M/fsdd_test.jsonl" "$M/real_en.jsonl" \
-      --model "$WORK/exp/best.pt" --report "$WORK/eval_$decoding.tsv" $opts | tee "$WORK/eval_$decoding.txt"
-  done
+  evaluate "$WORK/exp/best.pt" eval
   done_stage 5
 fi
 
 if run_stage 6 "export"; then
-  # the shipped model: the best bundle, plus ONNX and int8 TorchScript exports beside it
-  cp "$WORK/exp/best.pt" "$WORK/default_en.pt"
-  $PYTHON -m asr.cli export --format onnx --model "$WORK/default_en.pt" --out "$WORK/default_en.onnx"
-  $PYTHON -m asr.cli export --format torchscript --int8 --model "$WORK/default_en.pt" --out "$WORK/default_en.int8.ts"
-  echo "to ship it: cp $WORK/default_en.pt asr/assets/default_en.pt"
+  export_model "$WORK/exp/best.pt"
   done_stage 6
+fi
+
+if [ "$ROUNDS" -ge 2 ] && run_stage 7 "second round ($CONF2, from $WORK/exp/best.pt)"; then
+  # the same data again, from round 1's best weights and feature statistics: fresh warmup and cosine decay,
+  # augmentation from the first step
+  train "$WORK/exp2" "$CONF2" --init "$WORK/exp/best.pt"
+  evaluate "$WORK/exp2/best.pt" eval2
+  export_model "$WORK/exp2/best.pt"
+  done_stage 7
 fi
