@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from asr.checkpoint import load_checkpoint
 
@@ -69,4 +70,67 @@ def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
     assert manifests["synth_train"] == 24 and manifests["fsdd_test"] == 500 and manifests["so762_dev"] > 0
     assert "WER" in (work / "eval_greedy.txt").read_text() and "WER" in (work / "eval_beam.txt").read_text()
     assert load_checkpoint(work / "default_en.pt").tokens[0] == "<blank>"
-    assert "stage 6" in out
+    assert "stage 6" in out and "stage 7" not in out  # the second round runs only with ROUNDS=2
+    round1 = load_checkpoint(work / "exp" / "best.pt")
+    out = run_recipe("default_en", work, {"CONF2": str(conf), "ROUNDS": "2", "DATA": str(shared_data)}, "--stage", "7")
+    assert "stage 7" in out and "WER" in (work / "eval2_beam.txt").read_text()
+    round2 = load_checkpoint(work / "default_en.pt")
+    assert round2.extra["step"] == TINY["max_steps"] and torch.equal(round2.feat_std, round1.feat_std)
+    assert not torch.equal(round2.output.weight, round1.output.weight)
+
+
+def _fake_commonvoice(folder: Path) -> Path:
+    """A Common Voice language folder: train/dev/test.tsv and MP3 clips (espeak-ng speech, 48 kHz like CV)."""
+    import numpy as np
+    import soundfile as sf
+    from conftest import synthesize
+
+    from asr.audio import load_audio
+
+    sentences = {
+        "train": ["The cat sat on the mat.", "Open the door, please!", "We like green apples?"],
+        "dev": ["A dog ran in the park."],
+        "test": ["Is it raining today?"],
+    }
+    (folder / "clips").mkdir(parents=True)
+    n = 0
+    for split, texts in sentences.items():
+        rows = ["client_id\tpath\tsentence\tup_votes\tdown_votes"]
+        for text in texts:
+            wav = synthesize(text, folder / "tmp.wav")
+            wave = load_audio(wav)  # 16 kHz
+            clip = f"common_voice_en_{n}.mp3"
+            sf.write(folder / "clips" / clip, np.repeat(wave, 3), 48000, format="MP3")
+            rows.append(f"speaker{n % 2}\t{clip}\t{text}\t2\t0")
+            n += 1
+        (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    (folder / "tmp.wav").unlink()
+    return folder
+
+
+@pytest.mark.slow
+def test_commonvoice_recipe_on_mp3_clips(tmp_path):
+    conf = tmp_path / "tiny.json"
+    conf.write_text(json.dumps(TINY))
+    corpus = _fake_commonvoice(tmp_path / "cv" / "en")
+    work = tmp_path / "work"
+    out = run_recipe("commonvoice", work, {"CONF": str(conf), "CORPUS": str(corpus)})
+    assert "wrote 3 utterances" in out and "wrote 1 utterances" in out
+    train = [json.loads(line) for line in (work / "manifests" / "train.jsonl").read_text().splitlines()]
+    assert [e["text"] for e in train] == ["the cat sat on the mat", "open the door please", "we like green apples"]
+    assert all(1.0 < e["duration"] < 4.0 for e in train)
+    assert "WER" in (work / "eval_beam.txt").read_text()
+    assert load_checkpoint(work / "exp" / "best.pt").config.hidden_size == 32
+    assert (work / "exp" / "best.onnx").stat().st_size > 0
+    again = run_recipe("commonvoice", work, {"CONF": str(conf), "CORPUS": str(corpus)})
+    assert again.count("done already") == 5  # stages 1-5 (0 only prints how to download)
+
+
+def test_commonvoice_recipe_without_corpus_is_one_line_error(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(REPO / "recipes" / "commonvoice" / "prepare.sh"), "--stage", "1"],
+        env={**os.environ, "WORK": str(tmp_path / "w"), "PYTHON": sys.executable, "CORPUS": str(tmp_path / "no")},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "set CORPUS to a Common Voice language folder" in proc.stderr
