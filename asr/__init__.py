@@ -67,7 +67,7 @@ def transcribe(model, audio, sample_rate: int | None = None) -> dict:
     samples = load_audio(audio, sample_rate)
     device = next(model.parameters()).device
     feats = LogMel().to(device)(torch.from_numpy(samples).to(device))
-    decoder = GreedyDecoder(model.tokens)
+    decoder = GreedyDecoder(model.tokens, model.config.frame_shift)
     state = model.init_state(1, device)
     for start in range(0, feats.shape[0], TRANSCRIBE_CHUNK_FRAMES):
         log_probs, state = model.step(feats[None, start : start + TRANSCRIBE_CHUNK_FRAMES], state)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 BLANK = 0  # CTC blank id (same as asr.tokenizer.BLANK; modules do not import each other)
-FRAME_SHIFT = 0.04  # seconds per output frame: 10 ms hop x 4 subsampling
+FRAME_SHIFT = 0.04  # seconds per output frame of the default model config (10 ms hop x 4); see ModelConfig.frame_shift
 
 
 @dataclass

@@ -6,10 +6,10 @@
 Both formats hold the streaming step without its pending-frame buffer:
 
     (feats (B, T, F), hidden (L, B, H'), ctx1 (B, 2, F), ctx2 (B, 2, C))
-        -> (log_probs (B, T/4, V), hidden, ctx1, ctx2)
+        -> (log_probs (B, T/S, V), hidden, ctx1, ctx2)
 
-T must be a multiple of SUBSAMPLING (4); B and T are dynamic. The loaders in
-`asr.onnx_backend` carry the 0-3 leftover frames themselves, so the loaded
+T must be a multiple of S, the model's subsampling; B and T are dynamic. The loaders in
+`asr.onnx_backend` carry the 0 to S-1 leftover frames themselves, so the loaded
 models have GRUCTC's `step(feats, state)` for any T. Tokens and the model
 config travel inside the file (ONNX metadata_props / TorchScript extra files).
 """
@@ -28,13 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from asr.model import SUBSAMPLING
-
 FORMATS = ("onnx", "torchscript")
 INPUT_NAMES = ("feats", "hidden", "ctx1", "ctx2")
 OUTPUT_NAMES = ("log_probs", "hidden_out", "ctx1_out", "ctx2_out")
-EXAMPLE_BATCH, EXAMPLE_FRAMES = 2, 16  # shapes of the example input used for tracing
-MAX_BATCH, MAX_GROUPS = 4096, 1 << 20  # bounds of the dynamic dimensions (streams; groups of 4 frames)
+EXAMPLE_BATCH, EXAMPLE_GROUPS = 2, 4  # shape of the example input used for tracing (groups of S frames)
+MAX_BATCH, MAX_GROUPS = 4096, 1 << 20  # bounds of the dynamic dimensions (streams; groups of S frames)
 TS_EXTRA_FILES = ("tokens.json", "config.json")
 
 
@@ -57,7 +55,7 @@ def quantize_int8(model):
 
 
 class StepModule(nn.Module):
-    """GRUCTC's streaming step as a pure function of tensors (T a multiple of 4), for export."""
+    """GRUCTC's streaming step as a pure function of tensors (T a multiple of S), for export."""
 
     def __init__(self, model):
         super().__init__()
@@ -72,7 +70,7 @@ class StepModule(nn.Module):
 
 def _example_inputs(model) -> tuple[torch.Tensor, ...]:
     state = model.init_state(EXAMPLE_BATCH, torch.device("cpu"))
-    feats = torch.randn(EXAMPLE_BATCH, EXAMPLE_FRAMES, model.config.n_mels)
+    feats = torch.randn(EXAMPLE_BATCH, EXAMPLE_GROUPS * model.config.subsampling, model.config.n_mels)
     return feats, state.hidden, state.ctx1, state.ctx2
 
 
@@ -90,7 +88,7 @@ def export_onnx(model, out, int8: bool = False) -> Path:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     groups = torch.export.Dim("groups", min=1, max=MAX_GROUPS)
     dynamic = {
-        "feats": {0: batch, 1: SUBSAMPLING * groups},
+        "feats": {0: batch, 1: model.config.subsampling * groups},
         "hidden": {1: batch},
         "ctx1": {0: batch},
         "ctx2": {0: batch},

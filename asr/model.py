@@ -1,12 +1,12 @@
-"""GRUCTC: causal conv subsampling (4x) -> stacked unidirectional GRU -> linear -> CTC log-probs.
+"""GRUCTC: causal conv subsampling (2x, 3x or 4x) -> stacked unidirectional GRU -> linear -> CTC log-probs.
 
-Legend: B = batch, T = feature frames (10 ms), U = output frames (40 ms),
+Legend: B = batch, T = feature frames (10 ms), U = output frames (10 ms x S), S = config.subsampling,
 F = mel bins, C = conv channels, H = hidden size, L = layers, V = vocabulary.
 
-Everything is causal, so `step` over any chunking of the features gives the
-same log-probs as `forward` over the whole utterance: the state carries the
-GRU hidden state, each convolution's left context, and the 0-3 feature frames
-that do not yet fill a group of SUBSAMPLING frames.
+Two kernel-3 convolutions whose strides multiply to S (4 = 2 x 2, 3 = 3 x 1, 2 = 2 x 1). Everything is
+causal, so `step` over any chunking of the features gives the same log-probs as `forward` over the whole
+utterance: the state carries the GRU hidden state, each convolution's left context, and the 0 to S-1
+feature frames that do not yet fill a group of S frames.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-SUBSAMPLING = 4  # feature frames per output frame
+FEATURE_SHIFT = 0.01  # seconds per feature frame (10 ms hop)
+STRIDES = {2: (2, 1), 3: (3, 1), 4: (2, 2)}  # subsampling -> (conv1, conv2) strides
 CONV_KERNEL = 3  # frames seen by each subsampling convolution
 CONV_CONTEXT = CONV_KERNEL - 1  # left-context frames each convolution carries
 CELLS = ("gru", "lstm")
@@ -32,10 +33,18 @@ class ModelConfig:
     cell: str = "gru"  # "gru" or "lstm" (for comparison)
     dropout: float = 0.1
     layer_norm: bool = False  # LayerNorm on the subsampled features before the RNN (speeds up early training)
+    subsampling: int = 4  # feature frames per output frame (2, 3 or 4)
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.subsampling not in STRIDES:
+            raise ValueError(f"subsampling must be one of {sorted(STRIDES)}, got {self.subsampling!r}")
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds per output frame."""
+        return FEATURE_SHIFT * self.subsampling
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +65,7 @@ class ModelState:
     hidden:  (L, B, H) for a GRU, (L, B, 2H) for an LSTM (h and c side by side)
     ctx1:    (B, CONV_CONTEXT, F) normalised input frames before the chunk
     ctx2:    (B, CONV_CONTEXT, C) first-convolution outputs before the chunk
-    pending: (B, P, F) normalised frames not yet in a full group of 4, 0 <= P < 4
+    pending: (B, P, F) normalised frames not yet in a full group of S, 0 <= P < S
     """
 
     hidden: torch.Tensor
@@ -71,8 +80,9 @@ class GRUCTC(nn.Module):
         self.config = config = config or ModelConfig()
         self.register_buffer("feat_mean", torch.zeros(config.n_mels))
         self.register_buffer("feat_std", torch.ones(config.n_mels))
-        self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, CONV_KERNEL, stride=2)
-        self.conv2 = nn.Conv1d(config.conv_channels, config.conv_channels, CONV_KERNEL, stride=2)
+        stride1, stride2 = STRIDES[config.subsampling]
+        self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, CONV_KERNEL, stride=stride1)
+        self.conv2 = nn.Conv1d(config.conv_channels, config.conv_channels, CONV_KERNEL, stride=stride2)
         self.norm = nn.LayerNorm(config.conv_channels) if config.layer_norm else nn.Identity()
         rnn = nn.GRU if config.cell == "gru" else nn.LSTM
         self.rnn = rnn(
@@ -95,9 +105,13 @@ class GRUCTC(nn.Module):
         self.feat_std.copy_(std.clamp_min(1e-5))
 
     def _subsample(self, x, ctx1, ctx2):
-        """x: (B, 4k, F) normalised -> (B, k, C), with the new contexts."""
+        """x: (B, S k, F) normalised -> (B, k, C), with the new contexts.
+
+        With CONV_KERNEL - 1 context frames in front, a stride-s convolution over s n frames gives n outputs,
+        on the same grid whichever way the frames are chunked.
+        """
         x1 = torch.cat([ctx1, x], dim=1)
-        y1 = torch.relu(self.conv1(x1.transpose(1, 2))).transpose(1, 2)  # (B, 2k, C)
+        y1 = torch.relu(self.conv1(x1.transpose(1, 2))).transpose(1, 2)  # (B, S k / stride2, C)
         x2 = torch.cat([ctx2, y1], dim=1)
         y2 = torch.relu(self.conv2(x2.transpose(1, 2))).transpose(1, 2)  # (B, k, C)
         return self.norm(y2), x1[:, -CONV_CONTEXT:], x2[:, -CONV_CONTEXT:]
@@ -116,14 +130,14 @@ class GRUCTC(nn.Module):
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         """feats (B, T, F) raw log-mel, feat_lens (B,) -> log_probs (B, U, V), out_lens (B,).
 
-        U = T // 4: a trailing group of fewer than 4 frames is dropped, as in streaming.
+        U = T // S: a trailing group of fewer than S frames is dropped, as in streaming.
         """
         B, T, _ = feats.shape
-        usable = T - T % SUBSAMPLING
+        usable = T - T % self.config.subsampling
         state = self.init_state(B, feats.device)
         x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
         y, _ = self._rnn(self.dropout(x), state.hidden)
-        return self._head(y), torch.div(feat_lens, SUBSAMPLING, rounding_mode="floor")
+        return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
 
     # -- streaming ----------------------------------------------------------
     def init_state(self, batch: int = 1, device=None) -> ModelState:
@@ -140,12 +154,12 @@ class GRUCTC(nn.Module):
     def step(self, feats: torch.Tensor, state: ModelState):
         """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state).
 
-        The input state is not modified. U = (P + T) // 4.
+        The input state is not modified. U = (P + T) // S.
         """
         x = self.normalize(feats)
         if state.pending.shape[1]:
             x = torch.cat([state.pending, x], dim=1)
-        usable = x.shape[1] - x.shape[1] % SUBSAMPLING
+        usable = x.shape[1] - x.shape[1] % self.config.subsampling
         pending = x[:, usable:]
         if usable == 0:
             empty = x.new_zeros(x.shape[0], 0, self.config.vocab_size)

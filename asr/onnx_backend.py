@@ -5,8 +5,8 @@
 `init_state(batch, device)`, `step(feats, state) -> (log_probs, state)` and
 `parameters()` (one CPU tensor, so `next(model.parameters()).device` works).
 
-The exported graph takes whole groups of SUBSAMPLING frames; `step` keeps the
-0-3 leftover *raw* frames in `state.pending` (GRUCTC keeps normalised ones;
+The exported graph takes whole groups of S = config.subsampling frames; `step` keeps the
+0 to S-1 leftover *raw* frames in `state.pending` (GRUCTC keeps normalised ones;
 each backend reads only its own states).
 
 Legend: B = batch, T = feature frames, U = output frames, F = mel bins, V = vocabulary.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.model import GRUCTC, SUBSAMPLING, ModelConfig, ModelState
+from asr.model import GRUCTC, ModelConfig, ModelState
 
 
 class StepBackend:
@@ -47,7 +47,7 @@ class StepBackend:
     def step(self, feats: torch.Tensor, state: ModelState):
         """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state). The input state is kept."""
         x = torch.cat([state.pending, feats], dim=1) if state.pending.shape[1] else feats
-        usable = x.shape[1] - x.shape[1] % SUBSAMPLING
+        usable = x.shape[1] - x.shape[1] % self.config.subsampling
         pending = x[:, usable:]
         if usable == 0:
             return x.new_zeros(x.shape[0], 0, self.config.vocab_size), ModelState(

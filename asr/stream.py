@@ -10,7 +10,7 @@ one batched log-mel call and one `model.step`. Features are computed with
 `MelStream` does, so the result is the same as over the whole signal. A `Recognizer` is a BatchEngine with one stream, so a stream in
 a batch gives exactly the results it gives alone.
 
-Legend: U = output frames (40 ms), V = vocabulary, F = mel bins.
+Legend: U = output frames (10 ms x the model's subsampling), V = vocabulary, F = mel bins.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 
 from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames
 from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path
-from asr.model import SUBSAMPLING, ModelState
+from asr.model import ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000  # Hz accepted as input (resampled to 16 kHz)
@@ -40,8 +40,8 @@ class EndpointConfig:
     silence_after_speech: float = 1.0  # rule 2: this much silence after some words
     max_utterance: float = 20.0  # rule 3: utterance length limit
 
-    def frames(self, seconds: float) -> int:
-        return max(1, round(seconds / FRAME_SHIFT))
+    def frames(self, seconds: float, frame_shift: float = FRAME_SHIFT) -> int:
+        return max(1, round(seconds / frame_shift))
 
 
 class PcmInput:
@@ -81,6 +81,7 @@ class Stream:
         max_alternatives: int = 0,
         beam_factory=None,
         frame: int = 0,
+        frame_shift: float = FRAME_SHIFT,
     ):
         rate = float(sample_rate)
         if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -90,11 +91,12 @@ class Stream:
         self.tokens = tokens
         self.space = tokens.index(" ")
         self.sample_rate = int(rate)
+        self.frame_shift = frame_shift  # seconds per output frame of the model
         self.endpoint = ep = endpoint or EndpointConfig()
         self._endpoint_frames = (
-            ep.frames(ep.silence_no_speech),
-            ep.frames(ep.silence_after_speech),
-            ep.frames(ep.max_utterance),
+            ep.frames(ep.silence_no_speech, frame_shift),
+            ep.frames(ep.silence_after_speech, frame_shift),
+            ep.frames(ep.max_utterance, frame_shift),
         )
         self.words = words
         self.max_alternatives = max_alternatives
@@ -129,7 +131,7 @@ class Stream:
 
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
-        self.greedy = GreedyDecoder(self.tokens, FRAME_SHIFT, start_frame=self.frame)
+        self.greedy = GreedyDecoder(self.tokens, self.frame_shift, start_frame=self.frame)
         if self.beam:
             self.beam.begin()
 
@@ -173,7 +175,7 @@ class Stream:
 
     def _final(self) -> dict:
         if self.beam:
-            hyps = self.beam.end(time_offset=self.greedy.start_frame * FRAME_SHIFT)
+            hyps = self.beam.end(time_offset=self.greedy.start_frame * self.frame_shift)
             text = hyps[0]["text"] if hyps else ""
             words = hyps[0]["words"] if hyps else []
         else:
@@ -225,11 +227,13 @@ class BatchEngine:
     """
 
     def __init__(self, model, chunk_frames: int = DEFAULT_CHUNK_FRAMES, device=None, capacity: int = 8):
-        if chunk_frames <= 0 or chunk_frames % SUBSAMPLING:
-            raise ValueError(f"chunk_frames must be a positive multiple of {SUBSAMPLING}")
+        """`chunk_frames` is rounded up to a multiple of the model's subsampling S (whole output frames)."""
+        if chunk_frames <= 0:
+            raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+        self.subsampling = S = model.config.subsampling
         self.model = model.eval()
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.chunk_frames = chunk_frames
+        self.chunk_frames = -(-chunk_frames // S) * S
         self.logmel = LogMel()
         self.streams: dict[int, Stream] = {}
         self.state = model.init_state(capacity, self.device)
@@ -237,7 +241,7 @@ class BatchEngine:
 
     def add_stream(self, sample_rate: float = SAMPLE_RATE, **options) -> Stream:
         """A new stream; `options` go to `Stream` (endpoint, words, max_alternatives, beam_factory)."""
-        stream = Stream(self.model.tokens, sample_rate, **options)
+        stream = Stream(self.model.tokens, sample_rate, frame_shift=self.model.config.frame_shift, **options)
         if not self.free:
             self._grow()
         stream.slot = self.free.pop()
@@ -301,9 +305,9 @@ class BatchEngine:
             pass
 
     def flush(self, stream: Stream) -> None:
-        """Decode every complete group of 4 queued frames of `stream`, then end its utterance."""
+        """Decode every complete group of S queued frames of `stream`, then end its utterance."""
         self.run()
-        frames = stream.ready - stream.ready % SUBSAMPLING
+        frames = stream.ready - stream.ready % self.subsampling
         if frames:
             self._advance([stream], frames)
         stream.finish_utterance()
@@ -360,6 +364,6 @@ class Recognizer:
 
     def reset(self) -> None:
         """Drop the current utterance, queued audio and model state; times keep counting."""
-        frame = self.stream.frame + self.stream.ready // SUBSAMPLING
+        frame = self.stream.frame + self.stream.ready // self.engine.subsampling
         self.engine.remove_stream(self.stream)
         self.stream = self.engine.add_stream(self.sample_rate, frame=frame, **self.options)

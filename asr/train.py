@@ -45,7 +45,7 @@ from asr.data import (
     read_manifest,
 )
 from asr.decoding import ctc_greedy
-from asr.model import GRUCTC, ModelConfig
+from asr.model import GRUCTC, STRIDES, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
 
 MODEL_OPTIONS = (
@@ -55,6 +55,7 @@ MODEL_OPTIONS = (
     "cell",
     "dropout",
     "layer_norm",
+    "subsampling",
 )  # args -> ModelConfig fields
 STATE_VERSION = 1  # layout of last.pt
 
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--cell", choices=("gru", "lstm"), default=d.cell)
     a("--dropout", type=float, default=d.dropout)
     a("--layer-norm", action=argparse.BooleanOptionalAction, default=d.layer_norm, help="LayerNorm before the RNN")
+    a(
+        "--subsampling",
+        type=int,
+        choices=sorted(STRIDES),
+        default=d.subsampling,
+        help="feature frames (10 ms) per output frame: 4 is cheapest; 2 or 3 leave characters more frames",
+    )
     a("--epochs", type=int, default=30)
     a("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
     a("--max-minutes", type=float, default=0.0, help="stop cleanly after this wall-clock budget (0: no limit)")

@@ -71,6 +71,17 @@ def test_fp32_export_matches_torch(model, exported, fmt):
     assert max_step_difference(model, loaded) < FP32_TOLERANCE
 
 
+def test_export_of_a_3x_subsampling_model_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(5)
+    model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, subsampling=3)).eval()
+    model.tokens = DEFAULT_TOKENS
+    for path in (export_onnx(model, tmp_path / "m3.onnx"), export_torchscript(model, tmp_path / "m3.ts")):
+        loaded = load_any(path)
+        assert loaded.config.subsampling == 3
+        assert max_step_difference(model, loaded) < FP32_TOLERANCE, path
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_int8_export_runs_and_stays_close(model, exported, fmt):
     diff = max_step_difference(model, load_any(exported[fmt, True]))

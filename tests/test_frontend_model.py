@@ -51,12 +51,13 @@ def test_logmel_shape_and_short_input():
     assert torch.isfinite(LOGMEL(torch.zeros(N_FFT))).all()  # the log floor keeps silence finite
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize(("cell", "subsampling"), [("gru", 4), ("lstm", 4), ("gru", 3), ("gru", 2)])
 @settings(max_examples=15, deadline=None)
 @given(sizes=st.lists(st.integers(min_value=0, max_value=41), min_size=1, max_size=10).filter(any))
-def test_model_step_equals_forward_over_any_chunking(cell, sizes):
+def test_model_step_equals_forward_over_any_chunking(cell, subsampling, sizes):
     torch.manual_seed(0)
-    model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, cell=cell)).eval()
+    config = ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, cell=cell, subsampling=subsampling)
+    model = GRUCTC(config).eval()
     model.set_normalization(torch.randn(N_MELS), torch.rand(N_MELS) + 0.5)
     feats = torch.randn(3, 157, N_MELS)
     with torch.no_grad():
@@ -67,8 +68,8 @@ def test_model_step_equals_forward_over_any_chunking(cell, sizes):
             out, state = model.step(feats[:, a:b], state)
             pieces.append(out)
     streamed = torch.cat(pieces, dim=1)
-    assert whole.shape == streamed.shape == (3, 157 // 4, model.config.vocab_size)
-    assert lens.tolist() == [39, 25, 2]
+    assert whole.shape == streamed.shape == (3, 157 // subsampling, model.config.vocab_size)
+    assert lens.tolist() == [157 // subsampling, 100 // subsampling, 9 // subsampling]
     assert (whole - streamed).abs().max() <= 1e-4
 
 
@@ -90,6 +91,15 @@ def test_bad_config_is_refused():
         ModelConfig(cell="transformer")
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"hidden": 3})
+    with pytest.raises(ValueError, match="subsampling"):
+        ModelConfig(subsampling=5)
+
+
+def test_frame_shift_follows_subsampling_and_old_bundles_load_as_4x():
+    assert [ModelConfig(subsampling=s).frame_shift for s in (2, 3, 4)] == pytest.approx([0.02, 0.03, 0.04])
+    old = ModelConfig().to_dict()
+    del old["subsampling"]  # bundles written before the option existed
+    assert ModelConfig.from_dict(old).subsampling == 4
 
 
 @pytest.mark.parametrize(

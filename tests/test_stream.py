@@ -52,6 +52,26 @@ def test_recognizer_equals_offline_over_random_byte_chunkings(model, clip, rng):
         assert final["result"] == [{k: w[k] for k in ("conf", "end", "start", "word")} for w in offline["words"]]
 
 
+def test_models_with_other_subsampling_stream_like_offline(clip, rng):
+    """A 2x or 3x model: chunks rounded up to whole output frames, word times in its own frame shift."""
+    for subsampling in (2, 3):
+        torch.manual_seed(3)
+        config = ModelConfig(hidden_size=64, num_layers=2, conv_channels=32, subsampling=subsampling)
+        m = GRUCTC(config).eval()
+        m.tokens = DEFAULT_TOKENS
+        offline = asr.transcribe(m, to_pcm_float(clip))
+        rec = Recognizer(m, endpoint=NO_ENDPOINTS, chunk_frames=16)
+        assert rec.engine.chunk_frames == 18 if subsampling == 3 else 16
+        feed_randomly(rec, to_pcm(clip), rng)
+        final = rec.final_result()
+        assert final["text"] == offline["text"] and final["text"]
+        assert final["result"] == [{k: w[k] for k in ("conf", "end", "start", "word")} for w in offline["words"]]
+        for w in final["result"]:
+            frames = w["start"] / config.frame_shift
+            assert abs(frames - round(frames)) < 1e-6, w
+        assert final["result"][-1]["end"] <= len(clip) / 16000 + config.frame_shift
+
+
 def to_pcm_float(samples):
     """The float signal that int16 quantisation leaves."""
     return np.frombuffer(to_pcm(samples), "<i2").astype(np.float32) / 32768
