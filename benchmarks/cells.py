@@ -12,10 +12,6 @@ options for every cell; CER is the validation CER that asr.train logs at the end
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,38 +77,9 @@ def step_time(config: ModelConfig, batch: int) -> float:
 
 def train_and_score(name: str, config: ModelConfig, args, out_dir: Path) -> dict:
     """Run asr.train for one cell; the CER/WER of its final validation and the steps it reached."""
-    out = out_dir / name.split()[0] / f"h{config.hidden_size}"
-    cmd = [
-        sys.executable, "-m", "asr.train",
-        "--train", *args.train, "--valid", *args.valid, "--out", str(out),
-        "--cell", config.cell, "--hidden-size", str(config.hidden_size),
-        "--num-layers", str(config.num_layers), "--conv-channels", str(config.conv_channels),
-        "--max-steps", str(args.steps), "--max-minutes", str(args.minutes),
-        "--warmup-steps", str(args.warmup_steps), "--valid-every", "0", "--seed", str(args.seed),
-        "--threads", str(args.threads), "--device", "cpu",
-        *shlex.split(args.train_args),
-    ]  # fmt: skip
-    print("  $ " + shlex.join(cmd), flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=common.REPO, capture_output=True, text=True)
-    minutes = (time.monotonic() - start) / 60
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        print(f"  training {name} failed: {' | '.join(tail)}", file=sys.stderr)
-        return {"train_error": " | ".join(tail), "train_minutes": minutes}
-    return {**read_log(out / "log.jsonl"), "train_minutes": minutes}
-
-
-def read_log(path: Path) -> dict:
-    """Steps reached, and the last validation's CER and WER on each --valid manifest (keys cer_STEM, wer_STEM)."""
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    steps = max((r.get("step", 0) for r in records), default=0)
-    result = {"steps": steps}
-    for r in records:
-        if "cer" in r:  # later validations overwrite earlier ones
-            stem = Path(r["valid"]).stem
-            result.update({f"cer_{stem}": r["cer"], f"wer_{stem}": r["wer"]})
-    return result
+    options = ["--cell", config.cell, "--hidden-size", str(config.hidden_size)]
+    options += ["--num-layers", str(config.num_layers), "--conv-channels", str(config.conv_channels)]
+    return common.train_and_score(name, options, args, out_dir / name.split()[0] / f"h{config.hidden_size}")
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -157,3 +158,38 @@ def peak_gemm_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+
+
+def train_and_score(name: str, model_options: list[str], args, out: Path) -> dict:
+    """Run `python -m asr.train` with the benchmark's shared options (args.train, valid, steps, minutes,
+    warmup_steps, seed, threads, train_args) and `model_options`; the final validation's CER/WER per
+    manifest, the steps reached and the minutes it took."""
+    cmd = [
+        sys.executable, "-m", "asr.train",
+        "--train", *args.train, "--valid", *args.valid, "--out", str(out), *model_options,
+        "--max-steps", str(args.steps), "--max-minutes", str(args.minutes),
+        "--warmup-steps", str(args.warmup_steps), "--valid-every", "0", "--seed", str(args.seed),
+        "--threads", str(args.threads), "--device", "cpu",
+        *shlex.split(args.train_args),
+    ]  # fmt: skip
+    print("  $ " + shlex.join(cmd), flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    minutes = (time.monotonic() - start) / 60
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        print(f"  training {name} failed: {' | '.join(tail)}", file=sys.stderr)
+        return {"train_error": " | ".join(tail), "train_minutes": minutes}
+    return {**read_train_log(out / "log.jsonl"), "train_minutes": minutes}
+
+
+def read_train_log(path: Path) -> dict:
+    """Steps reached, and the last validation's CER and WER on each --valid manifest (keys cer_STEM, wer_STEM)."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    steps = max((r.get("step", 0) for r in records), default=0)
+    result = {"steps": steps}
+    for r in records:
+        if "cer" in r:  # later validations overwrite earlier ones
+            stem = Path(r["valid"]).stem
+            result.update({f"cer_{stem}": r["cer"], f"wer_{stem}": r["wer"]})
+    return result
