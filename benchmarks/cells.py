@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,22 +58,6 @@ def rnn_parameters(c: ModelConfig) -> int:
     return sum(gates * c.hidden_size * (i + c.hidden_size + 2) for i in inputs)
 
 
-def step_time(config: ModelConfig, batch: int) -> float:
-    """Median seconds of one model.step on a CHUNK_FRAMES chunk at `batch`, state carried."""
-    torch.manual_seed(0)
-    model = GRUCTC(config).eval()
-    feats = torch.randn(batch, CHUNK_FRAMES, config.n_mels)
-    times = []
-    with torch.inference_mode():
-        state = model.init_state(batch)
-        for i in range(TIMING_STEPS + 5):
-            t = time.perf_counter()
-            _, state = model.step(feats, state)
-            if i >= 5:
-                times.append(time.perf_counter() - t)
-    return min(times)  # the least disturbed run: other processes only add time
-
-
 def train_and_score(name: str, config: ModelConfig, args, out_dir: Path) -> dict:
     """Run asr.train for one cell; the CER/WER of its final validation and the steps it reached."""
     options = ["--cell", config.cell, "--hidden-size", str(config.hidden_size)]
@@ -87,17 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/cells.json)")
     p.add_argument("--hidden-size", type=int, default=ModelConfig.hidden_size, help="the GRU's hidden size")
     p.add_argument("--num-layers", type=int, default=ModelConfig.num_layers)
-    p.add_argument("--threads", type=int, default=1, help="torch threads for timing and training (default 1)")
-    p.add_argument("--train", nargs="+", help="training manifest(s) (JSONL)")
-    p.add_argument("--valid", nargs="+", help="validation manifest(s) (JSONL)")
-    p.add_argument("--no-train", action="store_true", help="skip the trainings (sizes and step times only)")
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps per training (default 300)")
-    p.add_argument("--minutes", type=float, default=4.0, help="wall-clock cap per training (default 4)")
-    p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-args", default="", help='more options for asr.train, e.g. "--max-batch-seconds 120"')
-    p.add_argument("--work-dir", default=None, help="where trainings write (default: a temporary folder)")
-    p.add_argument("--parallel", type=int, default=1, help="trainings run at once (after all step timings)")
+    common.add_training_arguments(p, steps=300, minutes=4.0, warmup_steps=50, parallel=1)
     args = p.parse_args(argv)
     if not args.no_train and not (args.train and args.valid):
         p.error("--train and --valid are needed for the trainings (or --no-train)")
@@ -110,7 +83,7 @@ def main(argv=None) -> int:
         assert params == count_parameters(config), "count_parameters is out of date with GRUCTC"
         row = {"cell": name, "params": params, "rnn_params": rnn_parameters(config)}
         for batch in BATCHES:
-            row[f"step_ms_b{batch}"] = 1000 * step_time(config, batch)
+            row[f"step_ms_b{batch}"] = 1000 * common.step_time(GRUCTC(config), batch, CHUNK_FRAMES, TIMING_STEPS)
         print(f"  {name}: {params / 1e6:.2f} M params, step b1 {row['step_ms_b1']:.2f} ms, "
               f"b100 {row['step_ms_b100']:.2f} ms", flush=True)  # fmt: skip
         rows.append(row)

@@ -160,6 +160,21 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
 
 
+def add_training_arguments(p, steps: int, minutes: float, warmup_steps: int, parallel: int) -> None:
+    """The options `train_and_score` reads: data, budget, schedule, seed, threads, extra asr.train options."""
+    p.add_argument("--threads", type=int, default=1, help="torch threads for timing and each training (default 1)")
+    p.add_argument("--train", nargs="+", help="training manifest(s), MANIFEST[:WEIGHT]")
+    p.add_argument("--valid", nargs="+", help="validation manifest(s)")
+    p.add_argument("--no-train", action="store_true", help="skip the trainings")
+    p.add_argument("--steps", type=int, default=steps, help=f"optimizer steps per training (default {steps})")
+    p.add_argument("--minutes", type=float, default=minutes, help=f"wall-clock cap per training (default {minutes:g})")
+    p.add_argument("--warmup-steps", type=int, default=warmup_steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-args", default="", help='more options for asr.train, e.g. "--max-batch-seconds 120"')
+    p.add_argument("--work-dir", default=None, help="where trainings write (default: a temporary folder)")
+    p.add_argument("--parallel", type=int, default=parallel, help="trainings run at once (after the step timings)")
+
+
 def train_and_score(name: str, model_options: list[str], args, out: Path) -> dict:
     """Run `python -m asr.train` with the benchmark's shared options (args.train, valid, steps, minutes,
     warmup_steps, seed, threads, train_args) and `model_options`; the final validation's CER/WER per
@@ -193,3 +208,20 @@ def read_train_log(path: Path) -> dict:
             stem = Path(r["valid"]).stem
             result.update({f"cer_{stem}": r["cer"], f"wer_{stem}": r["wer"]})
     return result
+
+
+def step_time(model, batch: int, chunk_frames: int, steps: int = 30) -> float:
+    """Fastest seconds of one `model.step` on a `chunk_frames` chunk at `batch`, state carried (after 5 warm-up
+    steps); the least disturbed run, as other processes only add time. Seeds torch for the random input."""
+    torch.manual_seed(0)
+    model = model.eval()
+    feats = torch.randn(batch, chunk_frames, model.config.n_mels)
+    times = []
+    with torch.inference_mode():
+        state = model.init_state(batch)
+        for i in range(steps + 5):
+            t = time.perf_counter()
+            _, state = model.step(feats, state)
+            if i >= 5:
+                times.append(time.perf_counter() - t)
+    return min(times)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,21 +49,6 @@ def occupancy(manifest: str, subsampling: int) -> dict:
     }
 
 
-def step_time(config: ModelConfig, batch: int) -> float:
-    torch.manual_seed(0)
-    model = GRUCTC(config).eval()
-    feats = torch.randn(batch, CHUNK_FRAMES, config.n_mels)
-    times = []
-    with torch.inference_mode():
-        state = model.init_state(batch)
-        for i in range(TIMING_STEPS + 5):
-            t = time.perf_counter()
-            _, state = model.step(feats, state)
-            if i >= 5:
-                times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def throughput(log: Path) -> float | None:
     """Mean audio seconds per wall second over the training log's records."""
     if not log.is_file():
@@ -78,17 +62,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/subsampling.json)")
     p.add_argument("--subsampling", type=int, nargs="+", default=[4, 3, 2], choices=sorted(STRIDES))
-    p.add_argument("--threads", type=int, default=1, help="torch threads for timing and each training (default 1)")
-    p.add_argument("--train", nargs="+", help="training manifest(s), MANIFEST[:WEIGHT]")
-    p.add_argument("--valid", nargs="+", help="validation manifest(s)")
-    p.add_argument("--no-train", action="store_true", help="step times and occupancy only")
-    p.add_argument("--steps", type=int, default=100000, help="step cap per training (default: none in practice)")
-    p.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget per training (default 25)")
-    p.add_argument("--warmup-steps", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-args", default="", help='more options for asr.train, e.g. "--lr 2e-3"')
-    p.add_argument("--work-dir", default=None, help="where trainings write (default: a temporary folder)")
-    p.add_argument("--parallel", type=int, default=3, help="trainings run at once (after the step timings)")
+    common.add_training_arguments(p, steps=100000, minutes=25.0, warmup_steps=300, parallel=3)
     args = p.parse_args(argv)
     if not args.train or (not args.no_train and not args.valid):
         p.error("--train (and --valid, unless --no-train) are needed")
@@ -103,7 +77,7 @@ def main(argv=None) -> int:
             "params": GRUCTC(config).num_parameters(),
         }
         for batch in BATCHES:
-            row[f"step_ms_b{batch}"] = 1000 * step_time(config, batch)
+            row[f"step_ms_b{batch}"] = 1000 * common.step_time(GRUCTC(config), batch, CHUNK_FRAMES, TIMING_STEPS)
         for spec in args.train:
             path, _ = parse_weighted(spec)
             occ = occupancy(path, s)
