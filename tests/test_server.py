@@ -180,6 +180,22 @@ def test_phrase_list_boosts_hotwords_with_beam_search(server, model, speech_pcm)
     assert got == offline(model, chunks, beam_factory=beam)
 
 
+def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
+    """Word times and endpoints in 30 ms frames, greedy and beam search (a phrase list) alike."""
+    torch.manual_seed(7)
+    m = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, subsampling=3)).eval()
+    m.tokens = DEFAULT_TOKENS
+    chunks = split(speech_pcm, 8000)
+    with BackgroundServer(m, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
+        got = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000}))
+        boosted = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000, "phrase_list": ["zebra"]}))
+    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra", 2.0)], frame_shift=0.03)
+    assert got == offline(m, chunks) and boosted == offline(m, chunks, beam_factory=beam)
+    for replies in (got, boosted):
+        times = [t for r in replies for w in r.get("result", []) for t in (w["start"], w["end"])]
+        assert times and all(abs(t / 0.03 - round(t / 0.03)) < 1e-6 for t in times)
+
+
 def test_vosk_test_py_on_real_8khz_clip(server, model, shared_data):
     path = shared_data / "fsdd" / "recordings" / "3_jackson_0.wav"
     got = asyncio.run(vosk_test_py(server.url, path))
