@@ -86,7 +86,7 @@ def test_asr_stream_prints_partials_and_a_final(tiny_checkpoint, speech_wav):
 
 
 def test_embedded_model_transcribes_the_example_clip(default_model):
-    """A regression guard on the shipped model: its character error rate on the README's clip (0.19 when it
+    """A regression guard on the shipped model: its character error rate on the README's clip (0.17 when it
     was trained; see recipes/default_en/README.md for its accuracy, far from good yet)."""
     import jiwer
 
@@ -102,7 +102,7 @@ def test_embedded_model_transcribes_the_example_clip(default_model):
 
 def test_embedded_model_on_the_held_out_real_digit_speaker(default_model, shared_data):
     """fsdd's speaker yweweler never took part in training or tuning. A regression guard on the shipped model's
-    character error rate (0.37 on all 500 clips and 0.415 on this tenth of them when it was trained; issue 7's
+    character error rate (0.37 on all 500 clips and 0.405 on this tenth of them when it was trained; issue 7's
     target is 95% word accuracy)."""
     import csv
 
@@ -111,4 +111,4 @@ def test_embedded_model_on_the_held_out_real_digit_speaker(default_model, shared
     with open(shared_data / "fsdd" / "transcripts.tsv") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] == "yweweler"][::10]
     hyps = [asr.transcribe(default_model, shared_data / "fsdd" / r["file"])["text"] for r in rows]
-    assert jiwer.cer([r["reference"].lower() for r in rows], hyps) <= 0.55
+    assert jiwer.cer([r["reference"].lower() for r in rows], hyps) <= 0.5
