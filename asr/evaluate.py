@@ -103,7 +103,6 @@ def main(argv=None) -> int:
                 lexicon=args.lexicon,
                 lm_weight=args.lm_weight,
                 word_score=args.word_score,
-                frame_shift=model.config.frame_shift,
             )()
     except (CheckpointError, DataError, ValueError) as exc:
         print(f"asr eval: error: {exc}", file=sys.stderr)

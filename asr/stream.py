@@ -107,6 +107,8 @@ class Stream:
         self.finals: list[dict] = []  # finished utterances not yet collected
         self.slot = -1  # row in the engine's stacked state
         self.beam = beam_factory() if beam_factory else None  # one beam decoder per stream, reused per utterance
+        if self.beam:
+            self.beam.frame_shift = frame_shift  # word times in this model's frames, whoever built the factory
         self._new_utterance()
 
     # -- input ---------------------------------------------------------------

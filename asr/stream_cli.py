@@ -47,9 +47,7 @@ def main(argv=None) -> int:
     if args.beam_size or args.lm or args.hotword:
         from asr.beam import beam_factory_from_options
 
-        beam_factory = beam_factory_from_options(
-            model.tokens, args.beam_size or 16, args.lm, args.hotword, frame_shift=model.config.frame_shift
-        )
+        beam_factory = beam_factory_from_options(model.tokens, args.beam_size or 16, args.lm, args.hotword)
     tty = sys.stdout.isatty() and not args.json
     with open_audio_file(args.file) as audio:
         rec = Recognizer(model, sample_rate=audio.samplerate, beam_factory=beam_factory)

@@ -199,10 +199,12 @@ def train_and_score(name: str, model_options: list[str], args, out: Path) -> dic
 
 
 def read_train_log(path: Path) -> dict:
-    """Steps reached, and the last validation's CER and WER on each --valid manifest (keys cer_STEM, wer_STEM)."""
+    """Steps reached, mean audio seconds trained per wall second (audio_s_per_s), and the last validation's CER
+    and WER on each --valid manifest (keys cer_STEM, wer_STEM)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = max((r.get("step", 0) for r in records), default=0)
-    result = {"steps": steps}
+    rates = [r["audio_seconds_per_second"] for r in records if r.get("audio_seconds_per_second")]
+    result = {"steps": steps, "audio_s_per_s": sum(rates) / len(rates) if rates else None}
     for r in records:
         if "cer" in r:  # later validations overwrite earlier ones
             stem = Path(r["valid"]).stem

@@ -15,7 +15,6 @@ trained per wall-clock second.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,15 +46,6 @@ def occupancy(manifest: str, subsampling: int) -> dict:
         "over_0.8": float((r > 0.8).mean()),
         "over_1": float((r > 1).mean()),
     }
-
-
-def throughput(log: Path) -> float | None:
-    """Mean audio seconds per wall second over the training log's records."""
-    if not log.is_file():
-        return None
-    rates = [json.loads(line).get("audio_seconds_per_second") for line in log.read_text().splitlines() if line]
-    rates = [r for r in rates if r]
-    return sum(rates) / len(rates) if rates else None
 
 
 def main(argv=None) -> int:
@@ -91,9 +81,7 @@ def main(argv=None) -> int:
             work = Path(args.work_dir or tmp)
 
             def run(s: int) -> dict:
-                out = work / f"sub{s}"
-                score = common.train_and_score(f"{s}x", ["--subsampling", str(s)], args, out)
-                return {**score, "audio_s_per_s": throughput(out / "log.jsonl")}
+                return common.train_and_score(f"{s}x", ["--subsampling", str(s)], args, work / f"sub{s}")
 
             for row, score in zip(rows, pool.map(run, args.subsampling), strict=True):
                 row.update(score)

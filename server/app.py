@@ -43,7 +43,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from asr.decoding import FRAME_SHIFT
 from asr.lm import DEFAULT_LM_WEIGHT
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
 from server import protocol
@@ -254,16 +253,9 @@ class Connection:
 
 
 def make_decoder_factory(
-    tokens,
-    beam_size: int = 0,
-    lm=None,
-    lm_weight: float = DEFAULT_LM_WEIGHT,
-    hotword_weight: float = 2.0,
-    frame_shift: float = FRAME_SHIFT,
+    tokens, beam_size: int = 0, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT, hotword_weight: float = 2.0
 ):
-    """Per-stream decoding: beam search when the server or the client asks for it, else greedy.
-
-    `frame_shift`: the model's seconds per output frame (word times)."""
+    """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
     from asr.tokenizer import normalize_text
 
     if lm:  # fail at start-up rather than on the first stream
@@ -285,7 +277,6 @@ def make_decoder_factory(
             hotwords=[(p, hotword_weight) for p in phrases],
             lm_weight=lm_weight,
             nbest=max(1, alternatives),
-            frame_shift=frame_shift,
         )
 
     return factory
@@ -301,9 +292,7 @@ class AsrServer:
         self.shared, self.worker_index = shared or (None, 0)
         self.publisher: asyncio.Task | None = None
         self.config = config or ServerConfig()
-        self.decoder_factory = decoder_factory or make_decoder_factory(
-            model.tokens, frame_shift=model.config.frame_shift
-        )
+        self.decoder_factory = decoder_factory or make_decoder_factory(model.tokens)
         self.metrics = Metrics()
         self.ids = itertools.count(1)
         self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
@@ -623,9 +612,7 @@ def main(argv=None) -> int:
             raise ValueError("--workers > 1 serves on the CPU (--device cpu); one process batches best on a GPU")
         threads = args.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
         model = asr.load_model(args.model, device=args.device if workers == 1 else "cpu")
-        decoders = make_decoder_factory(
-            model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight, model.config.frame_shift
-        )
+        decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
 
         def serve_one(index: int = 0, shared=None, sock=None) -> int:
             if threads:

@@ -189,7 +189,7 @@ def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
     with BackgroundServer(m, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
         got = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000}))
         boosted = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000, "phrase_list": ["zebra"]}))
-    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra", 2.0)], frame_shift=0.03)
+    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra", 2.0)])  # the stream sets its frames
     assert got == offline(m, chunks) and boosted == offline(m, chunks, beam_factory=beam)
     for replies in (got, boosted):
         times = [t for r in replies for w in r.get("result", []) for t in (w["start"], w["end"])]
