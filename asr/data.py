@@ -283,7 +283,11 @@ class BucketingSampler(torch.utils.data.Sampler):
 class AugmentConfig:
     """Probability of each augmentation per utterance, and its ranges."""
 
-    speed_prob: float = 0.6  # pick 0.9 / 1.0 / 1.1
+    speed_prob: float = 0.6  # pick one of `speeds`
+    speeds: tuple = (0.9, 1.0, 1.1)  # speed factors (sox `speed`: tempo and pitch together, like another vocal tract)
+    pad_prob: float = 0.0  # silence before and after: speech need not start at the first sample (off by default)
+    pad_seconds: tuple = (0.0, 0.5)  # each side's silence, drawn uniformly
+    pad_level_db: tuple = (-90.0, -50.0)  # the silence's noise floor (dB of full scale), like a quiet microphone
     noise_prob: float = 0.4
     snr_db: tuple = (5.0, 30.0)
     reverb_prob: float = 0.25
@@ -320,11 +324,16 @@ def synthetic_rir(rt60: float, rng: np.random.Generator, length: float = 0.5) ->
 
 
 def augment_waveform(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> np.ndarray:
-    """Speed, reverberation, noise, band-limiting and gain, each with its probability. 16 kHz in and out."""
+    """Silence padding, speed, reverberation, noise, band-limiting and gain, each with its probability. 16 kHz."""
     cfg = cfg or AugmentConfig()
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if rng.random() < cfg.pad_prob:
+        before, after = (int(SAMPLE_RATE * rng.uniform(*cfg.pad_seconds)) for _ in range(2))
+        floor = 10 ** (rng.uniform(*cfg.pad_level_db) / 20)
+        pad = torch.from_numpy((rng.standard_normal(before + after) * floor).astype(np.float32))
+        x = torch.cat([pad[:before], x, pad[before:]])
     if rng.random() < cfg.speed_prob:
-        speed = float(rng.choice([0.9, 1.0, 1.1]))
+        speed = float(rng.choice(cfg.speeds))
         if speed != 1.0:  # play the samples as if recorded at speed*16k: shorter and higher (sox `speed`)
             x = torchaudio.functional.resample(x, int(SAMPLE_RATE * speed), SAMPLE_RATE)
     if rng.random() < cfg.reverb_prob and x.numel() > 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -112,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
     a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
     a("--augment-scale", type=float, default=1.0, help="multiplies every augmentation's probability")
+    a(
+        "--speed-prob",
+        type=float,
+        default=None,
+        help="probability of speed perturbation (default: 0.6 x --augment-scale)",
+    )
+    a(
+        "--pad-prob",
+        type=float,
+        default=AugmentConfig.pad_prob,
+        help="probability of 0-0.5 s of quiet noise before and after an utterance (not scaled; default 0)",
+    )
+    a(
+        "--speeds",
+        type=float,
+        nargs="+",
+        default=list(AugmentConfig.speeds),
+        help="speed perturbation factors, one drawn per perturbed utterance (default 0.9 1.0 1.1)",
+    )
     return p
 
 
@@ -135,11 +155,27 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.train = [args.train]
     if isinstance(args.valid, str):
         args.valid = [args.valid]
+    if any(not 0.5 <= f <= 2.0 for f in args.speeds):
+        parser.error(f"--speeds: factors must lie in 0.5-2.0, got {args.speeds}")
+    for name in ("speed_prob", "pad_prob"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            parser.error(f"--{name.replace('_', '-')}: a probability in 0-1, got {value}")
     if not args.train:
         parser.error("--train is required (on the command line or in --config)")
     if not args.out:
         parser.error("--out is required (on the command line or in --config)")
     return args
+
+
+def augment_config(args) -> AugmentConfig:
+    """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob
+    and --speed-prob as given (unscaled)."""
+    config = AugmentConfig().scaled(args.augment_scale)
+    config = dataclasses.replace(config, speeds=tuple(args.speeds), pad_prob=args.pad_prob)
+    if args.speed_prob is not None:
+        config = dataclasses.replace(config, speed_prob=args.speed_prob)
+    return config
 
 
 # -- distributed and randomness --------------------------------------------------------------------------------
@@ -321,7 +357,7 @@ class Trainer:
             self.tokenizer,
             augment=not args.no_augment,
             seed=args.seed,
-            config=AugmentConfig().scaled(args.augment_scale),
+            config=augment_config(args),
             augment_from_epoch=args.augment_from_epoch,
         )
         self.sampler = BucketingSampler(

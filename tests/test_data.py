@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import warnings
@@ -252,6 +253,12 @@ def test_augment_waveform_each_effect(wavs):
     assert np.array_equal(augment_waveform(wave, rng(0), AugmentConfig(**off)), wave)
     lengths = {len(augment_waveform(wave, rng(s), AugmentConfig(**{**off, "speed_prob": 1}))) for s in range(12)}
     assert lengths == {len(wave), round(len(wave) / 0.9), round(len(wave) / 1.1)}
+    wide = AugmentConfig(**{**off, "speed_prob": 1, "speeds": (0.85, 1.15)})
+    lengths = {len(augment_waveform(wave, rng(s), wide)) for s in range(12)}
+    assert lengths == {math.ceil(len(wave) / 0.85), math.ceil(len(wave) / 1.15)}  # resample rounds up
+    padded = augment_waveform(wave, rng(3), AugmentConfig(**{**off, "pad_prob": 1, "pad_seconds": (0.25, 0.25)}))
+    assert len(padded) == len(wave) + 8000 and np.array_equal(padded[4000:-4000], wave)
+    assert 0 < np.abs(padded[:4000]).max() < 10 ** (-50 / 20) * 5
     noisy = augment_waveform(wave, rng(1), AugmentConfig(**{**off, "noise_prob": 1, "snr_db": (10, 10)}))
     snr = 10 * np.log10(np.mean(wave**2) / np.mean((noisy - wave) ** 2))
     assert abs(snr - 10) < 0.5

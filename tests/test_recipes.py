@@ -77,6 +77,10 @@ def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
     round2 = load_checkpoint(work / "default_en.pt")
     assert round2.extra["step"] == TINY["max_steps"] and torch.equal(round2.feat_std, round1.feat_std)
     assert not torch.equal(round2.output.weight, round1.output.weight)
+    out = run_recipe("default_en", work, {"CONF3": str(conf), "ROUNDS": "3", "DATA": str(shared_data)}, "--stage", "8")
+    assert "stage 8" in out and "WER" in (work / "eval3_beam.txt").read_text()
+    round3 = load_checkpoint(work / "default_en.pt")
+    assert torch.equal(round3.feat_std, round1.feat_std) and not torch.equal(round3.output.weight, round2.output.weight)
 
 
 def _fake_commonvoice(folder: Path) -> Path:

@@ -187,3 +187,18 @@ def test_missing_manifest_is_one_line_error(tmp_path, capsys):
     assert train.main(["--train", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no such manifest" in err and len(err.splitlines()) == 1
+
+
+def test_speed_options_reach_the_augmentation(tmp_path):
+    base = ["--train", "a", "--out", "b"]
+    default = train.augment_config(train.parse_args(base + ["--augment-scale", "0.5"]))
+    assert default.speeds == (0.9, 1.0, 1.1) and default.speed_prob == pytest.approx(0.3)
+    config = tmp_path / "conf.json"
+    config.write_text(json.dumps({"augment_scale": 0.5, "speed_prob": 0.8, "speeds": [0.85, 1.0, 1.15]}))
+    wide = train.augment_config(train.parse_args(["--config", str(config)] + base))
+    assert wide.speeds == (0.85, 1.0, 1.15) and wide.speed_prob == 0.8 and wide.noise_prob == default.noise_prob
+    padded = train.augment_config(train.parse_args(base + ["--pad-prob", "0.4"]))
+    assert default.pad_prob == 0 and padded.pad_prob == 0.4
+    for bad in (["--speeds", "0.1"], ["--speed-prob", "1.5"], ["--pad-prob", "-1"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(base + bad)

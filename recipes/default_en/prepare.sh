@@ -11,9 +11,12 @@
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
 #   7  second round       -> WORK/exp2/ trained on from exp/best.pt (CONF2), evaluated (eval2_*) and exported as
-#                            WORK/default_en.pt; only with ROUNDS=2 (80 more minutes; the shipped model has it)
+#                            WORK/default_en.pt; only with ROUNDS >= 2 (80 more minutes)
+#   8  third round        -> WORK/exp3/ trained on from exp2/best.pt (CONF3) with real speech weighted up further,
+#                            wider speed perturbation and silence padding, evaluated (eval3_*) and exported; only with
+#                            ROUNDS=3 (85 more minutes)
 #
-# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, ROUNDS, NUM_SYNTH (train utterances to synthesise), NUM_TEST,
+# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise), NUM_TEST,
 # NUM_UNSEEN, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
@@ -29,6 +32,7 @@ NUM_TEST=${NUM_TEST:-0}  # synthetic test sentences (0: all 200)
 NUM_UNSEEN=${NUM_UNSEEN:-100}  # of those, spoken again by the held-out voices
 CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
+CONF3=${CONF3:-$RECIPE/conf/gru3x320_round3.json}
 ROUNDS=${ROUNDS:-1}
 NPROC=${NPROC:-2}  # on 2 cores, two 1-thread DDP processes train ~1.7x faster than one 2-thread process
 SEED=${SEED:-1234}
@@ -56,17 +60,17 @@ fi
 
 M=$WORK/manifests
 
-# train EXP_DIR CONF [extra asr.train options]: real speech is weighted up (speechocean762 x3, fsdd x2) so that
-# 9 h of synthetic voices do not drown it
+# train EXP_DIR CONF SO762_WEIGHT FSDD_WEIGHT [extra asr.train options]: real speech is weighted up (each of its
+# utterances repeated that many times per epoch) so that 9 h of synthetic voices do not drown it
 train() {
-  local exp=$1 conf=$2; shift 2
+  local exp=$1 conf=$2 so762=$3 fsdd=$4; shift 4
   local cmd=($PYTHON -m asr.train)
   if [ "$NPROC" -gt 1 ]; then
     export OMP_NUM_THREADS=1
     cmd=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m asr.train)
   fi
   "${cmd[@]}" --config "$conf" --out "$exp" --resume "$@" \
-    --train "$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2" \
+    --train "$M/synth_train.jsonl" "$M/so762_train.jsonl:$so762" "$M/fsdd_train.jsonl:$fsdd" \
     --valid "$M/so762_dev.jsonl" "$M/synth_test.jsonl"
 }
 
@@ -89,7 +93,7 @@ export_model() {
 }
 
 if run_stage 4 "train ($CONF)"; then
-  train "$WORK/exp" "$CONF"
+  train "$WORK/exp" "$CONF" 3 2
   done_stage 4
 fi
 
@@ -109,8 +113,18 @@ fi
 if [ "$ROUNDS" -ge 2 ] && run_stage 7 "second round ($CONF2, from $WORK/exp/best.pt)"; then
   # the same data again, from round 1's best weights and feature statistics: fresh warmup and cosine decay,
   # augmentation from the first step
-  train "$WORK/exp2" "$CONF2" --init "$WORK/exp/best.pt"
+  train "$WORK/exp2" "$CONF2" 3 2 --init "$WORK/exp/best.pt"
   evaluate "$WORK/exp2/best.pt" eval2
   export_model "$WORK/exp2/best.pt"
   done_stage 7
+fi
+
+if [ "$ROUNDS" -ge 3 ] && run_stage 8 "third round ($CONF3, from $WORK/exp2/best.pt)"; then
+  # real speech weighted up further (speechocean762 x4, fsdd x3: real speech is 56% of an epoch); speed
+  # perturbation from 0.85 to 1.15 on most utterances (more apparent speakers from the 122 real ones); quiet
+  # silence before and after some utterances (fsdd's clips start at the first sample, a microphone's do not)
+  train "$WORK/exp3" "$CONF3" 4 3 --init "$WORK/exp2/best.pt"
+  evaluate "$WORK/exp3/best.pt" eval3
+  export_model "$WORK/exp3/best.pt"
+  done_stage 8
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian voices the recipe synthesises with: espeak-ng and flite from main, and the English
-# mbrola voices from contrib/non-free through a private apt sources list (the system's lists stay untouched).
+# mbrola voices from contrib/non-free through a private apt sources list (the system's lists stay untouched);
+# and the offline text stage 1 builds its sentence corpus from (fortunes, WordNet, the Python docs, a word list).
+# Without the text packages stage 1 still runs, but on 13,401 generated sentences instead of 83,504.
 #   bash recipes/default_en/local/install_voices.sh [WORK]      (as root, or with sudo)
 set -euo pipefail
 WORK=${1:-recipes/default_en/work}
@@ -11,4 +13,5 @@ echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.
 opts=(-o Dir::Etc::sourcelist="$APT/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$APT/lists")
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get "${opts[@]}" update -qq
-$SUDO apt-get "${opts[@]}" install -y -qq espeak-ng flite mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3
+$SUDO apt-get "${opts[@]}" install -y -qq espeak-ng flite mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3 \
+  fortunes fortunes-min wordnet-base python3-doc wamerican
