@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from asr.audio import SAMPLE_RATE, LogMel, load_audio
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, pad_tail
 from asr.checkpoint import CheckpointError, load_checkpoint
-from asr.decoding import GreedyDecoder
+from asr.decoding import GreedyDecoder, clip_word_times
 
 __all__ = ["load_model", "transcribe", "default_model_path", "ModelNotFoundError", "CheckpointError", "Recognizer"]
 __version__ = "0.1.0"
@@ -62,18 +62,21 @@ def load_model(path=None, device: str = "auto"):
 def transcribe(model, audio, sample_rate: int | None = None) -> dict:
     """Transcribe a file path or an array of samples (at `sample_rate`, default 16 kHz).
 
-    Returns {"text", "words": [{"word", "start", "end", "conf"}], "duration"}.
+    Returns {"text", "words": [{"word", "start", "end", "conf"}], "duration"}. The audio is decoded with
+    `asr.audio.TAIL_PADDING` seconds of silence after it, as a stream's final result is.
     """
     samples = load_audio(audio, sample_rate)
+    duration = len(samples) / SAMPLE_RATE
     device = next(model.parameters()).device
-    feats = LogMel().to(device)(torch.from_numpy(samples).to(device))
+    padded = pad_tail(samples) if samples.size else samples  # as a stream without audio, nothing to finish
+    feats = LogMel().to(device)(torch.from_numpy(padded).to(device))
     decoder = GreedyDecoder(model.tokens, model.config.frame_shift)
     state = model.init_state(1, device)
     for start in range(0, feats.shape[0], TRANSCRIBE_CHUNK_FRAMES):
         log_probs, state = model.step(feats[None, start : start + TRANSCRIBE_CHUNK_FRAMES], state)
         decoder.accept(log_probs[0].float().cpu())
-    words = decoder.words()
-    return {"text": " ".join(w["word"] for w in words), "words": words, "duration": len(samples) / SAMPLE_RATE}
+    words = clip_word_times(decoder.words(), duration)
+    return {"text": " ".join(w["word"] for w in words), "words": words, "duration": duration}
 
 
 def __getattr__(name):

@@ -22,6 +22,7 @@ N_FFT = 400  # samples: 25 ms analysis window at 16 kHz
 HOP_LENGTH = 160  # samples: 10 ms between frames
 N_MELS = 80  # mel bins
 LOG_FLOOR = 1e-10  # power floor before the log (about -100 dB)
+TAIL_PADDING = 0.2  # seconds of digital silence decoded after the end of a file or stream (see `pad_tail`)
 
 
 class AudioError(ValueError):
@@ -68,6 +69,16 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
             raise AudioError(f"audio array must be 1-D or (T, channels), got shape {samples.shape}")
         sample_rate = sample_rate or SAMPLE_RATE
     return resample(samples, int(sample_rate), SAMPLE_RATE)
+
+
+def pad_tail(samples: np.ndarray) -> np.ndarray:
+    """`samples` (16 kHz) followed by TAIL_PADDING seconds of zeros.
+
+    A causal CTC model emits a word's last letters a few frames after it hears them; where a recording stops
+    right after the speech (spoken digits cut to the word, say), the silence lets it. Measured on the held-out
+    fsdd speaker: greedy WER 64.6% -> 60.0%; the other test sets unchanged (0.2 s and 0.4 s alike).
+    """
+    return np.concatenate([samples, np.zeros(int(TAIL_PADDING * SAMPLE_RATE), np.float32)])
 
 
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:

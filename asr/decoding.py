@@ -99,6 +99,12 @@ class GreedyDecoder:
         }
 
 
+def clip_word_times(words: list[dict], end: float) -> list[dict]:
+    """`words` with start and end times no later than `end` (s): letters emitted in the tail padding."""
+    end = round(end, 3)
+    return [{**w, "start": min(w["start"], end), "end": min(w["end"], end)} for w in words]
+
+
 def best_path(log_probs: torch.Tensor) -> tuple[list[int], list[float]]:
     """(U, V) log-probs -> the best token of each frame and its log-prob, as lists."""
     logp, best = log_probs.detach().float().cpu().max(dim=-1)

@@ -2,7 +2,7 @@
 
     asr eval data/dev.jsonl data/test.jsonl --model exp/run1/best.pt --report errors.tsv
 
-Greedy CTC decoding of each whole utterance, or beam search (--beam-size, with --lm a KenLM/ARPA word model). Utterances are batched by length: the model is causal,
+Greedy CTC decoding of each whole utterance (with the tail padding a stream's final result gets), or beam search (--beam-size, with --lm a KenLM/ARPA word model). Utterances are batched by length: the model is causal,
 so padding after an utterance's end does not change its first out_len output frames.
 The report is tab-separated: manifest, id, ref, hyp, errors (word substitutions + deletions +
 insertions), words (reference length).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from asr.audio import AudioError, LogMel, load_audio
+from asr.audio import AudioError, LogMel, load_audio, pad_tail
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.data import DataError, read_manifest
 from asr.decoding import ctc_greedy
@@ -66,7 +66,7 @@ def transcribe_entries(model, entries, device="cpu", batch_seconds: float = BATC
         feats, kept = [], []
         for e in batch:
             try:
-                feats.append(logmel(torch.from_numpy(load_audio(e["audio"]))))
+                feats.append(logmel(torch.from_numpy(pad_tail(load_audio(e["audio"])))))
                 kept.append(e)
             except AudioError as exc:
                 warnings.warn(f"skipped {e['id']}: {exc}", stacklevel=2)

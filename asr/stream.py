@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path
+from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames, pad_tail
+from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times
 from asr.model import ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
@@ -104,6 +104,9 @@ class Stream:
         self.resampler = StreamResampler(self.sample_rate)
         self.samples = np.zeros(0, np.float32)  # 16 kHz samples not yet framed (frames overlap: N_FFT > HOP)
         self.frame = frame  # absolute index of the next output frame
+        self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
+        self.received = 0  # 16 kHz samples pushed so far
+        self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
         self.slot = -1  # row in the engine's stacked state
         self.beam = beam_factory() if beam_factory else None  # one beam decoder per stream, reused per utterance
@@ -119,6 +122,12 @@ class Stream:
 
     def _push_samples(self, samples: np.ndarray) -> None:
         self.samples = np.concatenate([self.samples, samples]) if self.samples.size else samples
+        self.received += samples.size
+
+    @property
+    def end_time(self) -> float:
+        """Seconds: the end of the audio pushed so far, on the stream's time line."""
+        return self.start_time + self.received / SAMPLE_RATE
 
     @property
     def ready(self) -> int:
@@ -183,6 +192,8 @@ class Stream:
         else:
             hyps, words = None, self.greedy.words()
             text = " ".join(w["word"] for w in words)
+        if self.time_limit is not None:
+            words = clip_word_times(words, self.time_limit)
         if self.max_alternatives > 0:
             alts = hyps or [{"text": text, "confidence": _mean_conf(words)}]
             alts = alts[: self.max_alternatives]
@@ -307,12 +318,24 @@ class BatchEngine:
             pass
 
     def flush(self, stream: Stream) -> None:
-        """Decode every complete group of S queued frames of `stream`, then end its utterance."""
+        """Decode what is queued for `stream`, then `asr.audio.TAIL_PADDING` s of silence; end its utterance.
+
+        The silence lets the causal model emit the last letters it has heard (`asr.audio.pad_tail`). Then the
+        stream goes on from the end of its real audio: the samples short of a whole output frame stay queued for
+        the audio that may follow, the frame count leaves the padding out and word times stop at the audio's end;
+        only the model state has seen the silence. A stream that never got audio is not padded.
+        """
         self.run()
+        real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding
+        rest, end_frame = stream.samples[real * HOP_LENGTH :], stream.frame + real // self.subsampling
+        if stream.received:  # a stream without audio has nothing to finish
+            stream.samples, stream.time_limit = pad_tail(stream.samples), stream.end_time
         frames = stream.ready - stream.ready % self.subsampling
         if frames:
             self._advance([stream], frames)
+        stream.samples, stream.frame = rest, end_frame
         stream.finish_utterance()
+        stream.time_limit = None
 
 
 class Recognizer:

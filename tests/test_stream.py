@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import asr
-from asr.audio import SAMPLE_RATE, LogMel, load_audio, resample
-from asr.decoding import BLANK
+from asr.audio import HOP_LENGTH, SAMPLE_RATE, TAIL_PADDING, LogMel, load_audio, num_frames, pad_tail, resample
+from asr.decoding import BLANK, ctc_greedy
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
 from asr.tokenizer import DEFAULT_TOKENS
@@ -240,6 +240,26 @@ def test_long_stream_keeps_buffers_bounded(model, rng):
     assert rec.stream.frame == 60 * 25 - 1 or rec.stream.frame >= 60 * 25 - 4
 
 
+def test_final_result_decodes_tail_padding_outside_the_time_line(model, clip):
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS)
+    rec.accept_waveform(clip)
+    first = rec.final_result()
+    with torch.inference_mode():  # the final result is the model's output over the clip and the padding
+        feats = LogMel()(torch.from_numpy(pad_tail(clip)))
+        log_probs, _ = model(feats[None], torch.tensor([feats.shape[0]]))
+    assert len(pad_tail(clip)) == len(clip) + TAIL_PADDING * SAMPLE_RATE
+    assert first["text"] == ctc_greedy(log_probs[0], DEFAULT_TOKENS)[0] and first["text"]
+    duration = len(clip) / SAMPLE_RATE
+    assert all(w["start"] <= w["end"] <= duration for w in first["result"])
+    real_frames = num_frames(len(clip)) // 4
+    assert rec.stream.frame == real_frames  # the padding's frames are not on the time line
+    assert rec.stream.samples.size == len(clip) - real_frames * 4 * HOP_LENGTH  # the rest waits for more audio
+    rec.accept_waveform(clip)  # the stream goes on after a final result
+    second = rec.final_result()
+    assert second["text"] and second["result"][0]["start"] >= real_frames * 0.04  # times go on from the real end
+    assert second["result"][-1]["end"] <= 2 * duration
+
+
 def test_reset_forgets_the_utterance(model, clip):
     rec = Recognizer(model, endpoint=NO_ENDPOINTS)
     rec.accept_waveform(clip)
@@ -255,7 +275,7 @@ def test_beam_search_in_the_recognizer_equals_whole_utterance_beam(model, clip, 
     from asr.beam import BeamSearchDecoder, beam_factory_from_options
 
     with torch.inference_mode():
-        feats = LogMel()(torch.from_numpy(to_pcm_float(clip)))
+        feats = LogMel()(torch.from_numpy(pad_tail(to_pcm_float(clip))))  # a final result decodes the padding too
         log_probs, _ = model(feats[None], torch.tensor([feats.shape[0]]))
     whole = BeamSearchDecoder(DEFAULT_TOKENS, beam_size=8, nbest=3).decode(log_probs[0])
     factory = beam_factory_from_options(DEFAULT_TOKENS, beam_size=8, nbest=3)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asr.checkpoint import VERSION, CheckpointError, load_checkpoint, read_bundle, save_checkpoint
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, ctc_greedy
+from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, clip_word_times, ctc_greedy
 from asr.model import GRUCTC, ModelConfig
 from asr.tokenizer import DEFAULT_TOKENS, CharTokenizer, normalize_text, number_to_words
 
@@ -137,3 +137,9 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, tiny_model):
             load_checkpoint(tmp_path / name)
         message = str(info.value)
         assert name in message and "\n" not in message, message
+
+
+def test_clip_word_times_stops_words_at_the_audio_end():
+    words = [{"word": "a", "start": 0.4, "end": 0.48, "conf": 0.9}, {"word": "b", "start": 1.2, "end": 1.36, "conf": 1}]
+    assert clip_word_times(words, 1.3) == [words[0], {"word": "b", "start": 1.2, "end": 1.3, "conf": 1}]
+    assert clip_word_times(words, 1.0)[1]["start"] == 1.0 and clip_word_times([], 0.0) == []
