@@ -2,8 +2,10 @@
 
     asr eval data/dev.jsonl data/test.jsonl --model exp/run1/best.pt --report errors.tsv
 
-Greedy CTC decoding of each whole utterance (with the tail padding a stream's final result gets), or beam search (--beam-size, with --lm a KenLM/ARPA word model). Utterances are batched by length: the model is causal,
-so padding after an utterance's end does not change its first out_len output frames.
+Greedy CTC decoding of each whole utterance followed by the tail padding a stream's final result gets
+(`asr.audio.pad_tail`), or beam search (--beam-size, with --lm a KenLM/ARPA word model). Utterances are
+batched by length: the model is causal, so padding after an utterance's end does not change its first
+out_len output frames.
 The report is tab-separated: manifest, id, ref, hyp, errors (word substitutions + deletions +
 insertions), words (reference length).
 """

@@ -16,8 +16,8 @@
 #                            wider speed perturbation and silence padding, evaluated (eval3_*) and exported; only with
 #                            ROUNDS=3 (85 more minutes)
 #
-# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise), NUM_TEST,
-# NUM_UNSEEN, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
+# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
+# NUM_TEST, NUM_UNSEEN, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
