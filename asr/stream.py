@@ -120,6 +120,12 @@ class Stream:
         if samples.size:
             self._push_samples(self.resampler.accept(samples))
 
+    def end_input(self) -> None:
+        """Queue the resampler's last samples (those its filter held back); it starts afresh for later audio."""
+        tail = self.resampler.flush()
+        if tail.size:
+            self._push_samples(tail)
+
     def _push_samples(self, samples: np.ndarray) -> None:
         self.samples = np.concatenate([self.samples, samples]) if self.samples.size else samples
         self.received += samples.size
@@ -323,8 +329,10 @@ class BatchEngine:
         The silence lets the causal model emit the last letters it has heard (`asr.audio.pad_tail`). Then the
         stream goes on from the end of its real audio: the samples short of a whole output frame stay queued for
         the audio that may follow, the frame count leaves the padding out and word times stop at the audio's end;
-        only the model state has seen the silence. A stream that never got audio is not padded.
+        only the model state has seen the silence. A stream that never got audio is not padded. Audio at another
+        rate first gets the resampler's last samples.
         """
+        stream.end_input()
         self.run()
         real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding
         rest, end_frame = stream.samples[real * HOP_LENGTH :], stream.frame + real // self.subsampling

@@ -85,10 +85,12 @@ def test_real_clips_at_their_own_rate(model, shared_data, rng):
         import soundfile as sf
 
         native, rate = sf.read(path, dtype="float32")
-        offline = asr.transcribe(model, resample(native, rate, SAMPLE_RATE))
+        resampled = resample(native, rate, SAMPLE_RATE)
+        offline = asr.transcribe(model, resampled)
         rec = Recognizer(model, sample_rate=float(rate), endpoint=NO_ENDPOINTS)
         feed_randomly(rec, native, rng, max_size=3000)  # float arrays, resampled in streaming fashion
         assert rec.final_result()["text"] == offline["text"]
+        assert rec.stream.received == len(resampled)  # the resampler's last samples are decoded too
 
 
 def test_input_types_and_bad_input_do_not_corrupt_state(model, clip):
