@@ -113,24 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
     a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
     a("--augment-scale", type=float, default=1.0, help="multiplies every augmentation's probability")
+    aug = AugmentConfig
     a(
         "--speed-prob",
         type=float,
         default=None,
-        help="probability of speed perturbation (default: 0.6 x --augment-scale)",
+        help=f"probability of speed perturbation (default: {aug.speed_prob} x --augment-scale)",
     )
     a(
         "--pad-prob",
         type=float,
-        default=AugmentConfig.pad_prob,
-        help="probability of 0-0.5 s of quiet noise before and after an utterance (not scaled; default 0)",
+        default=aug.pad_prob,
+        help=f"probability of {aug.pad_seconds[0]:g}-{aug.pad_seconds[1]:g} s of quiet noise before and after an"
+        f" utterance (not scaled; default {aug.pad_prob:g})",
     )
     a(
         "--speeds",
         type=float,
         nargs="+",
-        default=list(AugmentConfig.speeds),
-        help="speed perturbation factors, one drawn per perturbed utterance (default 0.9 1.0 1.1)",
+        default=list(aug.speeds),
+        help=f"speed perturbation factors, one drawn per perturbed utterance (default {' '.join(map(str, aug.speeds))})",
     )
     return p
 
