@@ -15,7 +15,15 @@ from asr.audio import SAMPLE_RATE, LogMel, load_audio, pad_tail
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.decoding import GreedyDecoder, clip_word_times
 
-__all__ = ["load_model", "transcribe", "default_model_path", "ModelNotFoundError", "CheckpointError", "Recognizer"]
+__all__ = [
+    "load_model",
+    "transcribe",
+    "default_model_path",
+    "ModelNotFoundError",
+    "CheckpointError",
+    "Recognizer",
+    "DecodingConfig",
+]
 __version__ = "0.1.0"
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default_en.pt"
@@ -59,23 +67,36 @@ def load_model(path=None, device: str = "auto"):
 
 
 @torch.inference_mode()
-def transcribe(model, audio, sample_rate: int | None = None) -> dict:
+def transcribe(model, audio, sample_rate: int | None = None, decoding=None) -> dict:
     """Transcribe a file path or an array of samples (at `sample_rate`, default 16 kHz).
 
     Returns {"text", "words": [{"word", "start", "end", "conf"}], "duration"}. The audio is decoded with
-    `asr.audio.TAIL_PADDING` seconds of silence after it, as a stream's final result is.
+    `asr.audio.TAIL_PADDING` seconds of silence after it, as a stream's final result is, as one utterance;
+    `decoding` (an `asr.DecodingConfig`; default beam search with the general English LM) says how.
     """
+    from asr.decoding_config import DecodingConfig
+
     samples = load_audio(audio, sample_rate)
     duration = len(samples) / SAMPLE_RATE
     device = next(model.parameters()).device
+    factory = (decoding or DecodingConfig()).beam_factory(model.tokens)
+    beam = factory() if factory else None
+    if beam:
+        beam.frame_shift = model.config.frame_shift
+        beam.begin()
     padded = pad_tail(samples) if samples.size else samples  # as a stream without audio, nothing to finish
     feats = LogMel().to(device)(torch.from_numpy(padded).to(device))
     decoder = GreedyDecoder(model.tokens, model.config.frame_shift)
     state = model.init_state(1, device)
     for start in range(0, feats.shape[0], TRANSCRIBE_CHUNK_FRAMES):
         log_probs, state = model.step(feats[None, start : start + TRANSCRIBE_CHUNK_FRAMES], state)
-        decoder.accept(log_probs[0].float().cpu())
-    words = clip_word_times(decoder.words(), duration)
+        log_probs = log_probs[0].float().cpu()
+        if beam:
+            beam.step(log_probs)
+        else:
+            decoder.accept(log_probs)
+    words = beam.end()[0]["words"] if beam else decoder.words()
+    words = clip_word_times(words, duration)
     return {"text": " ".join(w["word"] for w in words), "words": words, "duration": duration}
 
 
@@ -84,4 +105,8 @@ def __getattr__(name):
         from asr.stream import Recognizer
 
         return Recognizer
+    if name == "DecodingConfig":
+        from asr.decoding_config import DecodingConfig
+
+        return DecodingConfig
     raise AttributeError(name)

@@ -23,19 +23,28 @@ sum to at most 1.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from flashlight.lib.text.decoder import (
     CriterionType,
+    LexiconDecoder,
     LexiconDecoderOptions,
+    LexiconFreeDecoder,
     LexiconFreeDecoderOptions,
+    SmearingMode,
+    Trie,
     ZeroLM,
 )
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary, create_word_dict
-from torchaudio.models.decoder import CTCDecoder, CTCDecoderLM, CTCDecoderLMState
+from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
 from asr.decoding import FRAME_SHIFT
 from asr.lm import DEFAULT_LM_WEIGHT, SIL, UNK
@@ -63,9 +72,20 @@ class _HotwordLM(CTCDecoderLM):
     utterance's start and end, so "cat" is not matched inside "bobcat" or "cats".
     """
 
-    def __init__(self, base, lm_weight: float, phrases: list[tuple[list[int], list[float]]], boundary: int | None):
+    def __init__(
+        self,
+        base,
+        lm_weight: float,
+        phrases: list[tuple[list[int], list[float]]],
+        boundary: int | None,
+        base_units: int | None = None,
+        base_unk: int = 0,
+    ):
+        """`base_units`: units with ids from this one up are unknown to `base` (hotwords added to a shared
+        lexicon) and are scored as its `base_unk`."""
         super().__init__()
         self.base, self.lm_weight, self.boundary = base, lm_weight, boundary
+        self.base_units, self.base_unk = base_units, base_unk
         self.phrases = [(units, [sum(bonuses[:k]) for k in range(len(bonuses) + 1)]) for units, bonuses in phrases]
         self.states: dict = {}
         self.cache: dict = {}
@@ -99,7 +119,8 @@ class _HotwordLM(CTCDecoderLM):
         history, matches = state.key
         base_state, lm_score = None, 0.0
         if self.base is not None:
-            base_state, lm_score = self.base.score(state.base_state, unit)
+            known = self.base_units is None or unit < self.base_units
+            base_state, lm_score = self.base.score(state.base_state, unit if known else self.base_unk)
         matches, bonus = self._advance(matches, unit)
         result = (
             self._state(((history + (unit,))[-MAX_HISTORY:], matches), base_state),
@@ -163,6 +184,96 @@ def _parse_hotwords(hotwords, default_weight: float) -> list[tuple[list[str], fl
     return result
 
 
+class _Tables:
+    """What every decoder of one (LM, lexicon, tokens) shares: the token and word dictionaries, the lexicon
+    ({word: [spelling]}), the KenLM model indexed by the word dictionary and the lexicon's trie smeared with
+    the LM's unigram scores (lexicon mode). Loaded once per process: a general-English LM takes seconds and
+    hundreds of MB, so a stream must not load its own."""
+
+    def __init__(self, lm, lexicon, fl_tokens: tuple[str, ...], letters: set[str]):
+        self.tokens_dict = Dictionary(list(fl_tokens))
+        if lexicon is not None:
+            self.words = _load_lexicon(lexicon, letters)
+            self.words.setdefault(UNK, [])
+            self.word_dict = create_word_dict(self.words)
+        else:
+            self.words, self.word_dict = None, self.tokens_dict
+        self.lm = None
+        if lm is not None:
+            try:
+                with _quiet_stderr():  # KenLM prints its progress bar and advice to the C stderr
+                    self.lm = KenLM(str(lm), self.word_dict)
+            except Exception as e:  # flashlight raises RuntimeError with KenLM's multi-line message
+                _fail(f"cannot load language model {lm}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        self.trie, self.entries = None, []
+        if lexicon is not None:
+            lm = self.lm or ZeroLM()
+            start = lm.start(False)
+            for word, spellings in self.words.items():  # (spelling ids, word id, unigram score) per spelling
+                index = self.word_dict.get_index(word)
+                score = lm.score(start, index)[1]
+                self.entries += [([self.tokens_dict.get_index(t) for t in sp], index, score) for sp in spellings]
+            self.trie = self.trie_with({})
+
+    def trie_with(self, extra: dict[str, tuple[list[list[str]], int, float]]) -> Trie:
+        """The lexicon's trie, each word with its unigram LM score, max-smeared (as torchaudio builds it), plus
+        `extra` words {word: (spellings, word id, score)} (hotwords outside the lexicon)."""
+        trie = Trie(self.tokens_dict.index_size(), self.tokens_dict.get_index(SIL))
+        for spelling, index, score in self.entries:
+            trie.insert(spelling, index, score)
+        for spellings, index, score in extra.values():
+            for spelling in spellings:
+                trie.insert([self.tokens_dict.get_index(t) for t in spelling], index, score)
+        trie.smear(SmearingMode.MAX)
+        return trie
+
+
+_TABLES: dict = {}
+_TABLES_LOCK = threading.Lock()
+MAX_SHARED_TABLES = 4  # distinct (LM, lexicon) pairs kept loaded per process
+
+
+def _shared_tables(lm, lexicon, fl_tokens: tuple[str, ...], letters: set[str]) -> _Tables:
+    """The `_Tables` of this LM file (as it is now on disk), lexicon and tokens, loaded on first use."""
+
+    def file_key(path):
+        st = Path(path).stat()
+        return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+    if lexicon is None or isinstance(lexicon, (str, Path)):
+        lexicon_key = None if lexicon is None else file_key(lexicon) if Path(lexicon).is_file() else str(lexicon)
+    else:
+        lexicon = list(lexicon)
+        lexicon_key = ("words", tuple(lexicon))
+    key = (None if lm is None else file_key(lm), lexicon_key, fl_tokens)
+    with _TABLES_LOCK:
+        tables = _TABLES.get(key)
+        if tables is None:
+            tables = _Tables(lm, lexicon, fl_tokens, letters)
+            if len(_TABLES) >= MAX_SHARED_TABLES:
+                _TABLES.pop(next(iter(_TABLES)))  # decoders built from it keep their own reference
+            _TABLES[key] = tables
+        return tables
+
+
+@contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null meanwhile (C libraries' chatter); Python's sys.stderr is untouched."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class BeamSearchDecoder:
     """CTC beam search for one stream: `decode(log_probs)`, or `begin()`, `step(chunk)`..., `best()`, `end()`.
 
@@ -202,38 +313,45 @@ class BeamSearchDecoder:
         self.tokens, self.nbest, self.frame_shift = list(tokens), nbest, frame_shift
         self.space = tokens.index(" ")
         fl_tokens = [SIL if t == " " else t for t in tokens]
-        tokens_dict = Dictionary(fl_tokens)
         if lm is not None and not Path(lm).is_file():
             _fail(f"language model file not found: {lm}")
         phrases = _parse_hotwords(hotwords, hotword_weight)
         letters = set(tokens) - {" ", tokens[BLANK]}
 
         self.lexicon_mode = lexicon is not None
+        tables = _shared_tables(lm, lexicon, tuple(fl_tokens), letters)
+        self._tables = tables  # kept alive with the decoder: flashlight holds raw pointers into them
+        word_dict, words, base, trie = tables.word_dict, tables.words, tables.lm, tables.trie
+        extra = {}
         if self.lexicon_mode:
-            words = _load_lexicon(lexicon, letters)
-            for phrase, _ in phrases:  # hotwords must be spellable words of the lexicon
+            for phrase, _ in phrases:  # hotwords must be spellable; those outside the lexicon are added
                 for w in phrase:
                     if not set(w) <= letters:
                         _fail(f"hotword {w!r} has characters outside the tokens")
-                    words.setdefault(w, [[*w, SIL]])
-            words.setdefault(UNK, [])
-            word_dict = create_word_dict(words)
+                    if w not in words:
+                        extra.setdefault(w, [[*w, SIL]])
+            if extra:  # the shared words keep their ids (the shared LM's index); the added ones follow
+                words = {**words, **extra}
+                shared = tables.word_dict
+                word_dict = Dictionary([shared.get_entry(i) for i in range(shared.index_size())] + list(extra))
+                word_dict.set_default_index(shared.get_index(UNK))
             units = [([word_dict.get_index(w) for w in phrase], [weight] * len(phrase)) for phrase, weight in phrases]
         else:
-            words, word_dict = None, tokens_dict
             units = [self._letter_units(phrase, weight, fl_tokens) for phrase, weight in phrases]
 
-        base = None
-        if lm is not None:
-            try:
-                base = KenLM(str(lm), word_dict)
-            except Exception as e:  # flashlight raises RuntimeError with KenLM's multi-line message
-                _fail(f"cannot load language model {lm}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         if units:
             boundary = None if self.lexicon_mode else self.space
-            model, weight = _HotwordLM(base, lm_weight, units, boundary), 1.0
+            unk = tables.word_dict.get_index(UNK) if self.lexicon_mode else 0
+            model = _HotwordLM(base, lm_weight, units, boundary, tables.word_dict.index_size(), unk)
+            weight = 1.0
+            if extra:  # hotwords outside the lexicon need a trie of this decoder's own
+                start = model.start(False)
+                trie = tables.trie_with(
+                    {w: (sp, word_dict.get_index(w), model.score(start, word_dict.get_index(w))[1]) for w, sp in extra.items()}
+                )
         else:
             model, weight = (base, lm_weight) if base is not None else (ZeroLM(), 0.0)
+        self._lm, self._trie = model, trie  # flashlight keeps references only; Python must keep them alive
 
         common = dict(
             beam_size=beam_size,
@@ -244,12 +362,14 @@ class BeamSearchDecoder:
             log_add=False,
             criterion_type=CriterionType.CTC,
         )
+        sil, blank = fl_tokens.index(SIL), BLANK
         if self.lexicon_mode:
             options = LexiconDecoderOptions(word_score=word_score, unk_score=unk_score, **common)
+            unk = word_dict.get_index(UNK)
+            self._decoder = LexiconDecoder(options, trie, model, sil, blank, unk, [], False)
         else:
             options = LexiconFreeDecoderOptions(**common)
-        self._ctc = CTCDecoder(1, words, word_dict, tokens_dict, model, options, fl_tokens[BLANK], SIL, UNK)
-        self._decoder = self._ctc.decoder  # flashlight's LexiconDecoder / LexiconFreeDecoder
+            self._decoder = LexiconFreeDecoder(options, model, sil, blank, [])
         self._chunks: list[torch.Tensor] = []
         self._started = False
 
@@ -383,8 +503,18 @@ class BeamSearchDecoder:
         return words
 
 
-def arpa_vocabulary(path) -> list[str]:
-    """The words of an ARPA model's unigram section (for a lexicon that matches the LM)."""
+def arpa_vocabulary(path) -> tuple[str, ...]:
+    """The words of an ARPA model's unigram section (for a lexicon that matches the LM); read once per file
+    version, since every stream's decoder asks."""
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        _fail(f"cannot read language model {path}: {exc.strerror or exc}")
+    return _arpa_vocabulary(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=MAX_SHARED_TABLES)
+def _arpa_vocabulary(path: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     words, in_unigrams = [], False
     try:
         with open(path, encoding="utf-8") as f:
@@ -402,7 +532,7 @@ def arpa_vocabulary(path) -> list[str]:
         _fail(f"cannot read language model {path}: {exc}")
     if not words:
         _fail(f"{path}: no unigrams found (an ARPA file is needed to derive the lexicon; pass --lexicon for binaries)")
-    return words
+    return tuple(words)
 
 
 def parse_hotword(spec: str) -> tuple[str, float] | str:

@@ -1,4 +1,4 @@
-"""The `asr` command: transcribe | stream | mic | serve | train | eval | export.
+"""The `asr` command: transcribe | stream | mic | serve | train | eval | export | lm.
 
 User mistakes (missing files, bad checkpoints, bad options) end in a one-line
 `asr: error: ...` message and a non-zero exit code, never a traceback.
@@ -11,6 +11,8 @@ import importlib
 import json
 import sys
 
+from asr.decoding_config import DecodingConfig
+
 # Subcommands implemented by their own module's `main(argv)`, with their own options.
 DELEGATED = {
     "train": "asr.train",
@@ -19,6 +21,7 @@ DELEGATED = {
     "mic": "asr.mic",
     "serve": "server.app",
     "export": "asr.export",
+    "lm": "asr.default_lm",
 }
 
 
@@ -35,11 +38,13 @@ def cmd_transcribe(args) -> int:
     import asr
     from asr.audio import AudioError
 
+    decoding = DecodingConfig.from_args(args)
     model = asr.load_model(args.model, device=args.device)
+    decoding = decoding.resolved()  # the LM is found (or built) once, not per file
     failures = 0
     for path in args.files:
         try:
-            result = asr.transcribe(model, path)
+            result = asr.transcribe(model, path, decoding=decoding)
         except AudioError as exc:
             fail(str(exc))
             failures += 1
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument("--json", action="store_true", help="one JSON object per file, with word times and confidences")
+    DecodingConfig.add_arguments(t)
     t.set_defaults(func=cmd_transcribe)
     for name in DELEGATED:
         sub.add_parser(name, help=f"see `asr {name} --help`", add_help=False)

@@ -2,8 +2,9 @@
 
     asr eval data/dev.jsonl data/test.jsonl --model exp/run1/best.pt --report errors.tsv
 
-Greedy CTC decoding of each whole utterance followed by the tail padding a stream's final result gets
-(`asr.audio.pad_tail`), or beam search (--beam-size, with --lm a KenLM/ARPA word model). Utterances are
+Each whole utterance, followed by the tail padding a stream's final result gets (`asr.audio.pad_tail`),
+is decoded as `asr.DecodingConfig` says: by default beam search with the general English LM, or
+`--decoding greedy`, or another `--lm` (KenLM/ARPA word model) and weights. Utterances are
 batched by length: the model is causal, so padding after an utterance's end does not change its first
 out_len output frames.
 The report is tab-separated: manifest, id, ref, hyp, errors (word substitutions + deletions +
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+import asr
 from asr.audio import AudioError, LogMel, load_audio, pad_tail
-from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.checkpoint import CheckpointError
 from asr.data import DataError, read_manifest
 from asr.decoding import ctc_greedy
-from asr.lm import DEFAULT_LM_WEIGHT
+from asr.decoding_config import DecodingConfig
 from asr.tokenizer import normalize_text
 
 BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
@@ -33,17 +35,11 @@ BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr eval", description="WER/CER of a model over JSONL manifests.")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST")
-    p.add_argument("--model", required=True, help="model bundle (model.pt / best.pt)")
+    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
     p.add_argument("--report", help="write a per-utterance TSV report here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")
-    p.add_argument("--beam-size", type=int, default=0, help="CTC prefix beam search width (0: greedy)")
-    p.add_argument("--lm", help="word language model (.arpa, or KenLM binary with --lexicon) for beam search")
-    p.add_argument("--lexicon", help="lexicon file for beam search (default with an .arpa: its vocabulary)")
-    p.add_argument(
-        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help=f"KenLM weight (default {DEFAULT_LM_WEIGHT})"
-    )
-    p.add_argument("--word-score", type=float, default=0.0)
+    DecodingConfig.add_arguments(p, hotwords=False)
     return p
 
 
@@ -92,29 +88,24 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, *rest, **kw: f"warning: {message}\n"
     try:
-        model = load_checkpoint(args.model, device=args.device)
+        if args.batch_seconds <= 0:
+            raise ValueError(f"--batch-seconds must be positive, not {args.batch_seconds:g}")
+        decoding = DecodingConfig.from_args(args)
+        model = asr.load_model(args.model, device=args.device)
         sets = [(m, read_manifest(m)) for m in args.manifests]
-        beam = None
-        if args.beam_size or args.lm:
-            from asr.beam import beam_factory_from_options
-
-            beam = beam_factory_from_options(
-                model.tokens,
-                args.beam_size or 16,
-                args.lm,
-                lexicon=args.lexicon,
-                lm_weight=args.lm_weight,
-                word_score=args.word_score,
-            )()
-    except (CheckpointError, DataError, ValueError) as exc:
+        factory = decoding.beam_factory(model.tokens)
+        beam = factory() if factory else None
+    except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"asr eval: error: {exc}", file=sys.stderr)
         return 2
-    rows = []
+    print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
+    rows, failed = [], False
     for path, entries in sets:
         with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
             results = transcribe_entries(model, entries, args.device, args.batch_seconds, bar, beam)
         if not results:
-            print(f"{path}: no usable utterances")
+            print(f"asr eval: error: {path}: no usable utterances", file=sys.stderr)
+            failed = True
             continue
         refs = [normalize_text(e["text"]) for e, _ in results]
         hyps = [h for _, h in results]
@@ -129,7 +120,7 @@ def main(argv=None) -> int:
             writer = csv.writer(f, delimiter="\t", lineterminator="\n")
             writer.writerow(["manifest", "id", "ref", "hyp", "errors", "words"])
             writer.writerows(rows)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

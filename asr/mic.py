@@ -27,6 +27,7 @@ import wave
 from websockets.exceptions import WebSocketException
 
 from asr.cli import UserError
+from asr.decoding_config import DecodingConfig
 from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 BLOCK_SECONDS = 0.1  # seconds of audio per capture block (and per websocket message)
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cafile", default=None, help="certificate to trust for a wss:// server")
     p.add_argument("--save", default=None, metavar="WAV", help="also write the captured audio to this WAV file")
     p.add_argument("--json", action="store_true", help="print results as JSON lines (partials when they change)")
+    DecodingConfig.add_arguments(p)  # for the local model; a server decodes as it was started
     return p
 
 
@@ -99,11 +101,11 @@ def capture_rate(device: dict, requested: int | None) -> int:
 class LocalSink:
     """The embedded (or a given) model in this process."""
 
-    def __init__(self, model_path: str | None, rate: int, device: str):
+    def __init__(self, model_path: str | None, rate: int, device: str, decoding: DecodingConfig | None = None):
         import asr
         from asr.stream import Recognizer
 
-        self.rec = Recognizer(asr.load_model(model_path, device=device), sample_rate=rate)
+        self.rec = Recognizer(asr.load_model(model_path, device=device), sample_rate=rate, decoding=decoding)
 
     def feed(self, pcm: bytes) -> dict:
         return self.rec.result() if self.rec.accept_waveform(pcm) else self.rec.partial_result()
@@ -154,7 +156,8 @@ def open_sink(args, rate: int):
     """A context manager giving the sink that --server or --model asks for."""
     if args.server:
         return server_sink(args.server, rate, args.token, args.cafile)
-    return contextlib.nullcontext(LocalSink(args.model, rate, "cpu" if args.cpu else "auto"))
+    decoding = DecodingConfig.from_args(args)
+    return contextlib.nullcontext(LocalSink(args.model, rate, "cpu" if args.cpu else "auto", decoding))
 
 
 # -- output ----------------------------------------------------------------------------------

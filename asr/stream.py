@@ -22,6 +22,7 @@ import torch
 
 from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames, pad_tail
 from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times
+from asr.decoding_config import DecodingConfig
 from asr.model import ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
@@ -365,9 +366,18 @@ class Recognizer:
         endpoint: EndpointConfig | None = None,
         words: bool = True,
         max_alternatives: int = 0,
+        decoding: DecodingConfig | None = None,
         beam_factory=None,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ):
+        """Finals are decoded as `decoding` says (default: `DecodingConfig()`, beam search with the general
+        English LM; `DecodingConfig(method="greedy")` for none); `beam_factory` (a per-stream decoder factory,
+        as `DecodingConfig.beam_factory` makes) takes its place when given. Partials are always greedy."""
+        if beam_factory is None:
+            decoding = decoding or DecodingConfig()
+            if max_alternatives > 0:
+                decoding = decoding.replace(nbest=max(decoding.nbest, max_alternatives))
+            beam_factory = decoding.beam_factory(model.tokens)
         self.engine = BatchEngine(model, chunk_frames=chunk_frames, capacity=1)
         self.options = dict(
             endpoint=endpoint, words=words, max_alternatives=max_alternatives, beam_factory=beam_factory

@@ -12,6 +12,7 @@ import sys
 import time
 
 from asr.audio import open_audio_file
+from asr.decoding_config import DecodingConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=float, default=0.2, help="seconds of audio per accept_waveform call (default 0.2)")
     p.add_argument("--json", action="store_true", help="print every result as a JSON line")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
-    p.add_argument("--beam-size", type=int, default=0, help="CTC prefix beam search for finals (0 = greedy)")
-    p.add_argument("--lm", default=None, help="KenLM/ARPA word language model for beam search")
-    p.add_argument(
-        "--hotword", action="append", default=[], metavar="PHRASE[:WEIGHT]", help="boost a phrase (repeatable)"
-    )
+    DecodingConfig.add_arguments(p)
     return p
 
 
@@ -38,19 +35,18 @@ def main(argv=None) -> int:
     from asr.stream import Recognizer
 
     args = build_parser().parse_args(argv)
+    if args.chunk <= 0:
+        raise ValueError(f"--chunk must be a positive number of seconds, not {args.chunk:g}")
+    decoding = DecodingConfig.from_args(args)
     model = asr.load_model(args.model, device=args.device)
     if args.int8:
         from asr.export import quantize_int8
 
         model = quantize_int8(model)
-    beam_factory = None
-    if args.beam_size or args.lm or args.hotword:
-        from asr.beam import beam_factory_from_options
-
-        beam_factory = beam_factory_from_options(model.tokens, args.beam_size or 16, args.lm, args.hotword)
+    decoding = decoding.resolved()
     tty = sys.stdout.isatty() and not args.json
     with open_audio_file(args.file) as audio:
-        rec = Recognizer(model, sample_rate=audio.samplerate, beam_factory=beam_factory)
+        rec = Recognizer(model, sample_rate=audio.samplerate, decoding=decoding)
         block = max(1, int(args.chunk * audio.samplerate))
         start = time.monotonic()
         fed = 0

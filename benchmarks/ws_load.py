@@ -7,7 +7,9 @@
 Each client streams real speech (../shared/data/real_en, else synthesized) as
 16 kHz int16 PCM in `--chunk` second messages at real-time pace, starting at a
 random moment within the first chunk, and times each message from sending it to
-receiving its reply. The clients run in this process (on uvloop when installed),
+receiving its reply (partials, and the replies that carry an endpoint's final
+result, apart), then its eof to the final result. The started server decodes
+finals as `--decoding` says (beam search with the default LM, or greedy). The clients run in this process (on uvloop when installed),
 the server in another. Latency percentiles leave out each stream's first
 --warmup seconds, while the other clients are still connecting (`p95 all`
 counts them). Prints a table, writes JSON (--out), and names the largest N whose
@@ -91,6 +93,7 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     cmd += ["--model", model] if model else []
     cmd += ["--threads", str(args.server_threads)] if args.server_threads else []
     cmd += ["--workers", str(args.server_workers)]
+    cmd += ["--decoding", args.decoding, "--beam-size", str(args.beam_size)]
     log = tempfile.NamedTemporaryFile("w+", prefix="ws_load_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     # WARNING level hides the listening line; find the port from /proc instead.
@@ -156,7 +159,7 @@ def server_metrics(url: str) -> dict:
 
 async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float, delay: float, headers) -> dict:
     step = int(SAMPLE_RATE * chunk)
-    latencies, errors = [], []
+    latencies, errors, eof_latency = [], [], None
     await asyncio.sleep(delay)
     try:
         async with connect(url, additional_headers=headers, open_timeout=30, max_size=None) as ws:
@@ -168,15 +171,18 @@ async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float
                 sent = time.perf_counter()
                 await ws.send(data)
                 reply = json.loads(await ws.recv())
-                latencies.append((i * chunk, time.perf_counter() - sent))  # (audio time of the message, latency)
+                # (audio time of the message, latency, whether the reply is a final result: an endpoint)
+                latencies.append((i * chunk, time.perf_counter() - sent, "partial" not in reply))
                 if "error" in reply:
                     errors.append(reply["error"])
                     break
+            sent = time.perf_counter()
             await ws.send('{"eof" : 1}')
             json.loads(await ws.recv())
+            eof_latency = time.perf_counter() - sent
     except Exception as exc:  # a refused or dropped connection is a result, not a crash
         errors.append(f"{type(exc).__name__}: {exc}")
-    return {"latencies": latencies, "errors": errors}
+    return {"latencies": latencies, "errors": errors, "eof_latency": eof_latency}
 
 
 async def run_level(args, url, pcm, n: int, rng) -> dict:
@@ -197,9 +203,15 @@ def measure(args, url, pid, pcm, n, rng) -> dict:
         results = runner.run(run_level(args, url, pcm, n, rng))
     wall, client_cpu = time.monotonic() - t0, time.process_time() - cpu0
     after, stats1 = server_metrics(url), proc_stats(pid)
-    all_lat = np.array([x for r in results for _, x in r["latencies"]]) * 1000
-    lat = np.array([x for r in results for t, x in r["latencies"] if t >= args.warmup]) * 1000
+    all_lat = np.array([x for r in results for _, x, _ in r["latencies"]]) * 1000
+    lat = np.array([x for r in results for t, x, _ in r["latencies"] if t >= args.warmup]) * 1000
+    partial = np.array([x for r in results for t, x, final in r["latencies"] if t >= args.warmup and not final]) * 1000
+    final = np.array([x for r in results for t, x, final in r["latencies"] if t >= args.warmup and final]) * 1000
+    eof = np.array([r["eof_latency"] for r in results if r["eof_latency"] is not None]) * 1000
     errors = [e for r in results for e in r["errors"]]
+
+    def pct(values, q):
+        return float(np.percentile(values, q)) if values.size else None
 
     def delta(key):
         return after.get(key, 0.0) - before.get(key, 0.0)
@@ -214,6 +226,11 @@ def measure(args, url, pid, pcm, n, rng) -> dict:
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
         "max_ms": float(lat.max()) if lat.size else None,
         "p95_all_ms": float(np.percentile(all_lat, 95)) if all_lat.size else None,
+        "p95_partial_ms": pct(partial, 95),
+        "p95_endpoint_ms": pct(final, 95),  # replies that carried a final result (an endpoint fired)
+        "endpoint_finals": int(final.size),
+        "p50_eof_ms": pct(eof, 50),  # from sending eof to its final result
+        "p95_eof_ms": pct(eof, 95),
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:3],
         "rtf": delta("gru_asr_processing_seconds_total") / audio if audio else None,
@@ -234,6 +251,9 @@ COLUMNS = [  # key, title, format
     ("p99_ms", "p99 ms", "{:.1f}"),
     ("max_ms", "max ms", "{:.1f}"),
     ("p95_all_ms", "p95 all", "{:.1f}"),
+    ("p95_partial_ms", "p95 partial", "{:.1f}"),
+    ("p95_endpoint_ms", "p95 endpoint", "{:.1f}"),
+    ("p95_eof_ms", "p95 eof", "{:.1f}"),
     ("errors", "errors", "{}"),
     ("rtf", "RTF", "{:.3f}"),
     ("mean_batch", "mean batch", "{:.1f}"),
@@ -270,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--server-workers", type=int, default=1, help="the started server's --workers (default 1)")
     p.add_argument("--server-threads", type=int, default=0, help="the started server's --threads (0: its default)")
+    p.add_argument("--decoding", choices=("beam", "greedy"), default="beam", help="the started server's --decoding")
+    p.add_argument("--beam-size", type=int, default=32, help="the started server's --beam-size (default 32)")
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default ../shared/data/real_en)")
     p.add_argument("--target-ms", type=float, default=TARGET_MS, help="p95 latency limit (default 100)")
@@ -307,6 +329,7 @@ def main(argv=None) -> int:
         "model": args.model,
     }
     info.update(random_model=args.random_model, server_workers=args.server_workers, server_threads=args.server_threads)
+    info.update(decoding=args.decoding, beam_size=args.beam_size)
     args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

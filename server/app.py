@@ -12,11 +12,13 @@ one, so at most one job per connection is in flight; websockets' `max_queue`
 then pauses the socket, and TCP pushes back on a client that runs ahead.
 
 Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
-(sample_rate, words, max_alternatives, phrase_list) and returns a Stream
+(sample_rate, words, max_alternatives, phrase_list, decoding) and returns a Stream
 `beam_factory` (or None for greedy). `make_decoder_factory` (the default of
-`asr serve`) decodes greedily unless the server runs with --beam-size/--lm or
-the client asks for hotwords (phrase_list: boosted, not a closed grammar as in
-Vosk's small models) or alternatives; then it uses CTC prefix beam search.
+`asr serve`) decodes finals by CTC prefix beam search with the general English
+LM (loaded once per process, before any worker is forked), unless the server runs
+with --decoding greedy or the client asks for {"decoding": "greedy"}; hotwords
+(phrase_list: boosted, not a closed grammar as in Vosk's small models) and
+alternatives always use the beam. Partials are greedy.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from asr.lm import DEFAULT_LM_WEIGHT
+from asr.decoding_config import DecodingConfig
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
 from server import protocol
 from server.metrics import Metrics
@@ -105,6 +107,7 @@ class Connection:
             "words": True,
             "max_alternatives": 0,
             "phrase_list": None,
+            "decoding": None,
         }
         self.stream = None
         self.binary_seen = False
@@ -252,32 +255,24 @@ class Connection:
 # -- the server ------------------------------------------------------------------------
 
 
-def make_decoder_factory(
-    tokens, beam_size: int = 0, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT, hotword_weight: float = 2.0
-):
-    """Per-stream decoding: beam search when the server or the client asks for it, else greedy."""
+def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
+    """Per-stream decoding from the server's `decoding` (default `DecodingConfig()`: beam search with the
+    general English LM) and a client's options: "decoding" ("beam" | "greedy"), phrase_list (boosted
+    hotwords, not a closed grammar as in Vosk's small models) and max_alternatives (n-best, beam search).
+    The LM is loaded here, once per process, so a mistake fails start-up and no connection waits for it."""
     from asr.tokenizer import normalize_text
 
-    if lm:  # fail at start-up rather than on the first stream
-        from asr.beam import beam_factory_from_options
-
-        beam_factory_from_options(tokens, beam_size or 16, lm, lm_weight=lm_weight)
+    base = (decoding or DecodingConfig()).resolved()
+    base.beam_factory(tokens)
 
     def factory(options: dict):
         phrases = [p for p in (normalize_text(p) for p in options.get("phrase_list") or ()) if p]
-        alternatives = options.get("max_alternatives") or 0
-        if not (beam_size or lm or phrases or alternatives):
-            return None
-        from asr.beam import beam_factory_from_options
-
-        return beam_factory_from_options(
-            tokens,
-            beam_size or 16,
-            lm,
-            hotwords=[(p, hotword_weight) for p in phrases],
-            lm_weight=lm_weight,
-            nbest=max(1, alternatives),
+        config = base.replace(
+            method=options.get("decoding") or base.method,
+            hotwords=tuple((p, base.hotword_weight) for p in phrases),
+            nbest=max(1, options.get("max_alternatives") or 0),
         )
+        return config.beam_factory(tokens)
 
     return factory
 
@@ -531,18 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.chunk_frames,
         help="10 ms feature frames per model step (rounded up to a multiple of the model's subsampling)",
     )
+    DecodingConfig.add_arguments(p, hotwords=False)
     p.add_argument(
-        "--beam-size",
-        type=int,
-        default=0,
-        help="CTC beam search for every stream (0: greedy, "
-        "beam 16 only for clients that send a phrase_list or ask for alternatives)",
+        "--hotword-weight",
+        type=float,
+        default=DecodingConfig.hotword_weight,
+        help=f"bonus per word of a client's phrase_list (default {DecodingConfig.hotword_weight:g})",
     )
-    p.add_argument("--lm", default=None, help="word language model (.arpa) for beam search")
-    p.add_argument(
-        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help=f"KenLM weight (default {DEFAULT_LM_WEIGHT})"
-    )
-    p.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per word of a client's phrase_list")
     p.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop (auto: uvloop if installed)"
     )
@@ -612,7 +602,7 @@ def main(argv=None) -> int:
             raise ValueError("--workers > 1 serves on the CPU (--device cpu); one process batches best on a GPU")
         threads = args.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
         model = asr.load_model(args.model, device=args.device if workers == 1 else "cpu")
-        decoders = make_decoder_factory(model.tokens, args.beam_size, args.lm, args.lm_weight, args.hotword_weight)
+        decoders = make_decoder_factory(model.tokens, DecodingConfig.from_args(args))
 
         def serve_one(index: int = 0, shared=None, sock=None) -> int:
             if threads:

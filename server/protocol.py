@@ -1,7 +1,8 @@
 """The Vosk-compatible websocket protocol: parsing and formatting only, no sockets.
 
 Client -> server text messages (JSON, any spacing):
-    {"config": {"sample_rate": 16000, "words": true, "max_alternatives": 0, "phrase_list": ["..."]}}
+    {"config": {"sample_rate": 16000, "words": true, "max_alternatives": 0, "phrase_list": ["..."],
+                "decoding": "beam" | "greedy"}}    (decoding is ours: finals by beam search + LM, or greedy)
     {"eof" : 1}      final result, then the server closes
     {"reset" : 1}    final result, the stream goes on
 Client -> server binary messages: 16-bit little-endian mono PCM; the first one may
@@ -28,6 +29,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 MAX_ALTERNATIVES = 20  # most alternatives a client may ask for
+DECODINGS = ("beam", "greedy")  # asr.decoding_config.METHODS, repeated so that parsing needs no torch
 MAX_PHRASES = 1000  # most entries in a phrase_list
 MAX_PHRASE_CHARS = 200  # longest phrase_list entry, in characters
 
@@ -55,6 +57,7 @@ class Config:
     words: bool | None = None
     max_alternatives: int | None = None
     phrase_list: tuple[str, ...] | None = None
+    decoding: str | None = None
 
     def merged_into(self, options: dict) -> dict:
         """`options` updated with the fields this message set."""
@@ -116,6 +119,10 @@ def parse_config(cfg) -> Config:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_ALTERNATIVES:
             raise ProtocolError(f'"max_alternatives" must be a whole number from 0 to {MAX_ALTERNATIVES}', "bad_config")
         out["max_alternatives"] = n
+    if "decoding" in cfg:
+        if cfg["decoding"] not in DECODINGS:
+            raise ProtocolError(f'"decoding" must be one of {", ".join(map(repr, DECODINGS))}', "bad_config")
+        out["decoding"] = cfg["decoding"]
     if "phrase_list" in cfg:
         phrases = cfg["phrase_list"]
         if (

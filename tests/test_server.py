@@ -24,8 +24,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from asr.audio import load_audio
-from asr.beam import beam_factory_from_options
 from asr.checkpoint import save_checkpoint
+from asr.decoding_config import DecodingConfig
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import EndpointConfig, Recognizer
 from asr.tokenizer import DEFAULT_TOKENS
@@ -162,8 +162,7 @@ def test_round_trip_partials_endpoints_reset_eof(server, model, speech_pcm):
 def test_alternatives_and_no_words(server, model, speech_pcm):
     chunks = split(speech_pcm, 8000)
     got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "max_alternatives": 2}))
-    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, nbest=2)  # alternatives come from beam search
-    assert got == offline(model, chunks, max_alternatives=2, beam_factory=beam)
+    assert got == offline(model, chunks, max_alternatives=2)  # alternatives: n-best of the default beam search
     assert "alternatives" in got[-1] and got[-1]["alternatives"][0].keys() == {"text", "confidence"}
     assert len(got[-1]["alternatives"]) == 2
     got = asyncio.run(stream(server.url, chunks, {"words": False}))
@@ -176,8 +175,18 @@ def test_phrase_list_boosts_hotwords_with_beam_search(server, model, speech_pcm)
     plain = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000}))[-1]["text"].split()
     phrases = ["Zebra crossing", plain[0][:3] + "x"]  # normalised like transcripts; the second is close to the output
     got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "phrase_list": phrases}))
-    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra crossing", 2.0), (phrases[1].lower(), 2.0)])
-    assert got == offline(model, chunks, beam_factory=beam)
+    hotwords = (("zebra crossing", 2.0), (phrases[1].lower(), 2.0))
+    assert got == offline(model, chunks, decoding=DecodingConfig(hotwords=hotwords))
+
+
+def test_a_client_may_ask_for_greedy_finals(server, model, speech_pcm):
+    chunks = split(speech_pcm, 8000)
+    got = asyncio.run(stream(server.url, chunks, {"sample_rate": 16000, "decoding": "greedy"}))
+    assert got == offline(model, chunks, decoding=DecodingConfig(method="greedy"))
+    assert got != asyncio.run(stream(server.url, chunks, {"sample_rate": 16000}))  # the default: beam + LM
+    # hotwords and alternatives still need the beam: then without the LM
+    got = asyncio.run(stream(server.url, chunks, {"decoding": "greedy", "phrase_list": ["zebra"]}))
+    assert got == offline(model, chunks, decoding=DecodingConfig(method="greedy", hotwords=(("zebra", 2.0),)))
 
 
 def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
@@ -189,8 +198,8 @@ def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
     with BackgroundServer(m, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
         got = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000}))
         boosted = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000, "phrase_list": ["zebra"]}))
-    beam = beam_factory_from_options(DEFAULT_TOKENS, 16, hotwords=[("zebra", 2.0)])  # the stream sets its frames
-    assert got == offline(m, chunks) and boosted == offline(m, chunks, beam_factory=beam)
+    boost = DecodingConfig(hotwords=(("zebra", 2.0),))  # the stream sets the beam's frame shift
+    assert got == offline(m, chunks) and boosted == offline(m, chunks, decoding=boost)
     for replies in (got, boosted):
         times = [t for r in replies for w in r.get("result", []) for t in (w["start"], w["end"])]
         assert times and all(abs(t / 0.03 - round(t / 0.03)) < 1e-6 for t in times)

@@ -9,11 +9,13 @@ import torch
 import asr
 from asr.audio import HOP_LENGTH, SAMPLE_RATE, TAIL_PADDING, LogMel, load_audio, num_frames, pad_tail, resample
 from asr.decoding import BLANK, ctc_greedy
+from asr.decoding_config import DecodingConfig
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
 from asr.tokenizer import DEFAULT_TOKENS
 
 NO_ENDPOINTS = EndpointConfig(enabled=False)
+GREEDY = DecodingConfig(method="greedy")
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +201,7 @@ def test_batch_engine_equals_single_streams(model, clip, shared_data, rng):
     ]
     clips += [sf.read(shared_data / "real_en" / "audio" / "ls_1089-134686-0001.flac", dtype="float32")]
     expected = []
+    beam = DecodingConfig().beam_factory(DEFAULT_TOKENS)  # finals by the default beam search + LM, per stream
     for samples, rate in clips:
         rec = Recognizer(model, sample_rate=rate)
         rec.accept_waveform(samples)
@@ -214,7 +217,7 @@ def test_batch_engine_equals_single_streams(model, clip, shared_data, rng):
             if rounds < start_at[i]:
                 continue
             samples, rate = clips[i]
-            stream = streams.get(i) or streams.setdefault(i, engine.add_stream(rate))
+            stream = streams.get(i) or streams.setdefault(i, engine.add_stream(rate, beam_factory=beam))
             n = int(rng.integers(1, rate // 3))
             stream.push(samples[pending[i] : pending[i] + n])
             pending[i] += n
@@ -243,7 +246,7 @@ def test_long_stream_keeps_buffers_bounded(model, rng):
 
 
 def test_final_result_decodes_tail_padding_outside_the_time_line(model, clip):
-    rec = Recognizer(model, endpoint=NO_ENDPOINTS)
+    rec = Recognizer(model, endpoint=NO_ENDPOINTS, decoding=GREEDY)
     rec.accept_waveform(clip)
     first = rec.final_result()
     with torch.inference_mode():  # the final result is the model's output over the clip and the padding

@@ -6,9 +6,9 @@
 # Stages (each is skipped when WORK/.done.<stage> exists; delete it to redo):
 #   1  text corpus        -> WORK/text/{train,test,lm_train}.txt
 #   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice}.jsonl
-#   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en}.jsonl
+#   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en,real_en_no_ps,cv_dev}.jsonl
 #   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
-#   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam}.{txt,tsv}
+#   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam,default}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
 #   7  second round       -> WORK/exp2/ trained on from exp/best.pt (CONF2), evaluated (eval2_*) and exported as
 #                            WORK/default_en.pt; only with ROUNDS >= 2 (80 more minutes)
@@ -74,13 +74,20 @@ train() {
     --valid "$M/so762_dev.jsonl" "$M/synth_test.jsonl"
 }
 
-# evaluate MODEL TAG: greedy, and beam search with the 3-gram -> WORK/TAG_{greedy,beam}.{txt,tsv}
+# evaluate MODEL TAG: greedy, beam search with the recipe's 3-gram (weight 1.5, tuned on so762_dev), and the
+# default decoding (beam 32 with the general English LM) -> WORK/TAG_{greedy,beam,default}.{txt,tsv}
 evaluate() {
-  local model=$1 tag=$2 decoding opts
-  for decoding in greedy beam; do
-    opts=""; [ $decoding = beam ] && opts="--beam-size 16 --lm $WORK/lm.arpa"
-    $PYTHON -m asr.evaluate "$M/synth_test.jsonl" "$M/synth_unseen_voice.jsonl" "$M/so762_dev.jsonl" "$M/fsdd_test.jsonl" "$M/real_en.jsonl" \
-      --model "$model" --report "$WORK/${tag}_$decoding.tsv" $opts | tee "$WORK/${tag}_$decoding.txt"
+  local model=$1 tag=$2 decoding opts sets
+  sets="$M/synth_test.jsonl $M/synth_unseen_voice.jsonl $M/so762_dev.jsonl $M/fsdd_test.jsonl $M/real_en.jsonl"
+  [ -f "$M/real_en_no_ps.jsonl" ] && sets="$sets $M/real_en_no_ps.jsonl"
+  [ -f "$M/cv_dev.jsonl" ] && sets="$sets $M/cv_dev.jsonl"
+  for decoding in greedy beam default; do
+    case $decoding in
+      greedy) opts="--decoding greedy" ;;
+      beam) opts="--beam-size 16 --lm $WORK/lm.arpa --lm-weight 1.5" ;;
+      default) opts="" ;;
+    esac
+    $PYTHON -m asr.evaluate $sets --model "$model" --report "$WORK/${tag}_$decoding.tsv" $opts | tee "$WORK/${tag}_$decoding.txt"
   done
 }
 

@@ -7,6 +7,8 @@ Writes to OUT:
   fsdd_train.jsonl   FSDD speakers george, jackson, lucas, nicolas, theo
   fsdd_test.jsonl    FSDD speaker yweweler (held out: evaluation only)
   real_en.jsonl      read English sentences (evaluation only, never training)
+  real_en_no_ps.jsonl  real_en without pocketsphinx's own test clips (whose LM our default decoding uses)
+  cv_dev.jsonl       Common Voice sample, many microphones and accents (evaluation only), if cv_sample/ exists
 Audio paths are relative to OUT; texts are normalised with normalize_text.
 """
 
@@ -35,6 +37,7 @@ DEV_SPEAKERS = {
 }
 FSDD_TRAIN = {"george", "jackson", "lucas", "nicolas", "theo"}
 FSDD_TEST = {"yweweler"}
+POCKETSPHINX_SOURCE = "cmusphinx/pocketsphinx"  # real_en clips from pocketsphinx's tests
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -86,7 +89,15 @@ def main() -> None:
     write(out, "so762_dev", (x for x in so762 if x["speaker"] in DEV_SPEAKERS))
     write(out, "fsdd_train", rows(data, "fsdd", out, lambda row: row["speaker"] in FSDD_TRAIN))
     write(out, "fsdd_test", rows(data, "fsdd", out, lambda row: row["speaker"] in FSDD_TEST))
-    write(out, "real_en", rows(data, "real_en", out, speaker=lambda row: row["source"].split(":")[0]))
+    real_en_speaker = lambda row: row["source"].split(":")[0]  # noqa: E731
+    write(out, "real_en", rows(data, "real_en", out, speaker=real_en_speaker))
+    write(
+        out,
+        "real_en_no_ps",
+        (x for x in rows(data, "real_en", out, speaker=real_en_speaker) if x["speaker"] != POCKETSPHINX_SOURCE),
+    )
+    if (data / "cv_sample" / "transcripts.tsv").exists():
+        write(out, "cv_dev", rows(data, "cv_sample", out))
 
 
 if __name__ == "__main__":
