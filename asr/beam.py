@@ -24,6 +24,7 @@ sum to at most 1.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import sys
@@ -31,6 +32,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from flashlight.lib.text.decoder import (
     CriterionType,
@@ -51,6 +53,7 @@ from asr.lm import DEFAULT_LM_WEIGHT, SIL, UNK
 
 BLANK = 0  # CTC blank id
 IMPOSSIBLE = -1e30  # log-prob of the tokens other than "|" in the frame `end()` appends in lexicon mode
+CONFIDENCE_MARGIN = 15.0  # hypotheses this far (ln) below the best are left out of n-best and confidences
 MAX_HISTORY = 5  # words of history that tell LM states apart (KenLM models up to 6-grams)
 
 
@@ -286,6 +289,8 @@ class BeamSearchDecoder:
     unk_score:  score of a word outside the lexicon (-inf: never)
     hotwords:   [phrase or (phrase, weight)]; weight (default `hotword_weight`) is the bonus per word
     nbest:      how many distinct texts `end()` returns
+    beam_threshold: hypotheses more than this below the best are pruned
+    token_beam: the most tokens a hypothesis is extended by per frame (the likeliest; default all)
     """
 
     def __init__(
@@ -300,17 +305,21 @@ class BeamSearchDecoder:
         hotwords: list | None = None,
         nbest: int = 1,
         beam_threshold: float = 25.0,
+        token_beam: int | None = None,
         hotword_weight: float = 2.0,
         frame_shift: float = FRAME_SHIFT,
         **unknown,
     ):
         if unknown:
             _fail(f"unknown beam search option(s): {', '.join(sorted(unknown))}")
-        if beam_size < 1 or nbest < 1 or beam_threshold <= 0:
-            _fail("beam_size and nbest must be >= 1 and beam_threshold > 0")
+        if beam_size < 1 or nbest < 1 or beam_threshold <= 0 or (token_beam is not None and token_beam < 1):
+            _fail("beam_size, nbest and token_beam must be >= 1 and beam_threshold > 0")
         if " " not in tokens or SIL in tokens or tokens[BLANK] != "<blank>":
             _fail(f"tokens need '<blank>' first and ' ' as word separator, and no {SIL!r}")
         self.tokens, self.nbest, self.frame_shift = list(tokens), nbest, frame_shift
+        self._chars = ["" if i == BLANK else t for i, t in enumerate(tokens)]  # a token's text in a hypothesis
+        single = all(len(t) == 1 and t.isascii() for t in self._chars[1:]) and len(tokens) <= 256
+        self._byte_table = bytes(ord(c) if c else 0 for c in self._chars).ljust(256, b"\0") if single else None
         self.space = tokens.index(" ")
         fl_tokens = [SIL if t == " " else t for t in tokens]
         if lm is not None and not Path(lm).is_file():
@@ -355,7 +364,7 @@ class BeamSearchDecoder:
 
         common = dict(
             beam_size=beam_size,
-            beam_size_token=len(tokens),
+            beam_size_token=min(token_beam or len(tokens), len(tokens)),
             beam_threshold=beam_threshold,
             lm_weight=weight,
             sil_score=0.0,
@@ -437,16 +446,21 @@ class BeamSearchDecoder:
         self._started = False
         self._chunks = []
 
-        by_text: dict[str, tuple[float, list]] = {}  # text -> (log-sum-exp of scores, emissions of the best)
-        for hyp in hyps:
-            emitted = self._collapse(hyp.tokens, len(log_probs))
-            text = self._text(emitted)
+        by_text: dict[str, tuple[float, list]] = {}  # text -> (log-sum-exp of scores, path of the best)
+        ranked_hyps = sorted(hyps, key=lambda h: -h.score)
+        floor = ranked_hyps[0].score - CONFIDENCE_MARGIN if ranked_hyps else 0.0
+        frames = len(log_probs)
+        for hyp in ranked_hyps:
+            if hyp.score < floor and len(by_text) >= self.nbest:
+                break  # the rest's share of the posterior is below e^-margin each: not worth reading their paths
+            path = hyp.tokens
+            text = self._path_text(path, frames)
             if text in by_text:
                 score, first = by_text[text]
                 high, low = max(score, hyp.score), min(score, hyp.score)
                 by_text[text] = (high + math.log1p(math.exp(low - high)), first)
             else:
-                by_text[text] = (hyp.score, emitted)
+                by_text[text] = (hyp.score, path)
         if not by_text:
             return [{"text": "", "confidence": 1.0, "words": []}]
         total = torch.logsumexp(torch.tensor([s for s, _ in by_text.values()], dtype=torch.float64), 0).item()
@@ -455,9 +469,9 @@ class BeamSearchDecoder:
             {
                 "text": text,
                 "confidence": round(math.exp(score - total), 4),
-                "words": self._words(emitted, log_probs, time_offset),
+                "words": self._words(self._collapse(path, frames), log_probs, time_offset),
             }
-            for text, (score, emitted) in ranked
+            for text, (score, path) in ranked
         ]
 
     def decode(self, log_probs: torch.Tensor, time_offset: float = 0.0) -> list[dict]:
@@ -479,6 +493,17 @@ class BeamSearchDecoder:
                 emitted.append((token, frame))
             prev = token
         return emitted
+
+    def _path_text(self, path: list[int], frames: int) -> str:
+        """The text of a hypothesis' per-frame tokens (as `_text(_collapse(path, frames))`, faster: every
+        hypothesis in the beam is read for the confidences)."""
+        if self._byte_table is not None:  # in C: ids as bytes, runs collapsed, ids mapped to letters
+            ids = np.frombuffer(bytes(path[1 : frames + 1]), np.uint8)
+            runs = ids[np.concatenate(([True], ids[1:] != ids[:-1]))] if ids.size else ids
+            chars = runs.tobytes().translate(self._byte_table, bytes([BLANK])).decode("ascii")
+        else:
+            chars = "".join(self._chars[t] for t, _ in itertools.groupby(path[1 : frames + 1]))
+        return " ".join(chars.split())
 
     def _text(self, emitted: list[tuple[int, int]]) -> str:
         return " ".join("".join(self.tokens[t] for t, _ in emitted).split())

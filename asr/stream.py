@@ -27,6 +27,7 @@ from asr.model import ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000  # Hz accepted as input (resampled to 16 kHz)
+MAX_FLUSH_BATCH = 256  # streams in one forward pass of `BatchEngine.flush`
 
 
 @dataclass
@@ -149,9 +150,9 @@ class Stream:
 
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
+        """A fresh greedy decoder; the beam decoder begins its next utterance with its first frames (beginning
+        frees the last one's hypotheses, which a stream that ends now need not wait for)."""
         self.greedy = GreedyDecoder(self.tokens, self.frame_shift, start_frame=self.frame)
-        if self.beam:
-            self.beam.begin()
 
     def consume(self, log_probs: torch.Tensor, best=None) -> None:
         """Decode the model's next output frames (U, V), ending utterances where a rule fires.
@@ -324,27 +325,36 @@ class BatchEngine:
         while self.step():
             pass
 
-    def flush(self, stream: Stream) -> None:
-        """Decode what is queued for `stream`, then `asr.audio.TAIL_PADDING` s of silence; end its utterance.
+    def flush(self, *streams: Stream) -> None:
+        """Decode what is queued for each stream, then `asr.audio.TAIL_PADDING` s of silence; end its utterance.
 
         The silence lets the causal model emit the last letters it has heard (`asr.audio.pad_tail`). Then the
         stream goes on from the end of its real audio: the samples short of a whole output frame stay queued for
         the audio that may follow, the frame count leaves the padding out and word times stop at the audio's end;
         only the model state has seen the silence. A stream that never got audio is not padded. Audio at another
-        rate first gets the resampler's last samples.
+        rate first gets the resampler's last samples. Streams flushed together share forward passes (one per
+        distinct length of what is left), with the results each would get alone.
         """
-        stream.end_input()
+        streams = list(dict.fromkeys(streams))  # once each
+        for stream in streams:
+            stream.end_input()
         self.run()
-        real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding
-        rest, end_frame = stream.samples[real * HOP_LENGTH :], stream.frame + real // self.subsampling
-        if stream.received:  # a stream without audio has nothing to finish
-            stream.samples, stream.time_limit = pad_tail(stream.samples), stream.end_time
-        frames = stream.ready - stream.ready % self.subsampling
-        if frames:
-            self._advance([stream], frames)
-        stream.samples, stream.frame = rest, end_frame
-        stream.finish_utterance()
-        stream.time_limit = None
+        plans, by_frames = [], {}
+        for stream in streams:
+            real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding
+            plans.append((stream, stream.samples[real * HOP_LENGTH :], stream.frame + real // self.subsampling))
+            if stream.received:  # a stream without audio has nothing to finish
+                stream.samples, stream.time_limit = pad_tail(stream.samples), stream.end_time
+            frames = stream.ready - stream.ready % self.subsampling
+            if frames:
+                by_frames.setdefault(frames, []).append(stream)
+        for frames, group in by_frames.items():
+            for i in range(0, len(group), MAX_FLUSH_BATCH):
+                self._advance(group[i : i + MAX_FLUSH_BATCH], frames)
+        for stream, rest, end_frame in plans:
+            stream.samples, stream.frame = rest, end_frame
+            stream.finish_utterance()
+            stream.time_limit = None
 
 
 class Recognizer:

@@ -83,11 +83,6 @@ def _reply(stream) -> dict:
     return stream.pop_final() if stream.has_final() else stream.partial()
 
 
-def _final(engine: BatchEngine, stream) -> dict:
-    engine.flush(stream)
-    return stream.pop_final()
-
-
 # -- one connection --------------------------------------------------------------------
 
 
@@ -145,7 +140,7 @@ class Connection:
         finally:
             if self.stream is not None:
                 stream, self.stream = self.stream, None
-                self.app.worker.post(lambda engine: engine.remove_stream(stream))
+                self.app.worker.retire(stream)
 
     async def close(self, c: Closing) -> None:
         try:
@@ -228,7 +223,7 @@ class Connection:
         self.samples += len(data) // 2
         self.app.metrics.audio(len(data) / 2 / self.rate)
         if self.samples > self.app.config.max_stream_seconds * self.rate:
-            reply = await self.app.worker.call(lambda e: stream.push(data), lambda e: _final(e, stream))
+            reply = await self.app.worker.call(lambda e: stream.push(data), lambda e: stream.pop_final(), flush=stream)
             self.app.metrics.error("too_long")
             reason = f"stream longer than {self.app.config.max_stream_seconds:g} s"
             self.log("error", logging.WARNING, kind="too_long", detail=json.dumps(reason))
@@ -249,7 +244,7 @@ class Connection:
 
     async def final(self) -> dict:
         stream = await self.ensure_stream()
-        return await self.app.worker.call(after=lambda e: _final(e, stream))
+        return await self.app.worker.call(after=lambda e: stream.pop_final(), flush=stream)
 
 
 # -- the server ------------------------------------------------------------------------

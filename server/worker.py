@@ -10,6 +10,7 @@ the jobs' futures on their event loop with `call_soon_threadsafe`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
@@ -28,6 +29,7 @@ class Job:
     after: object  # engine -> reply, computed after stepping
     future: asyncio.Future | None
     loop: asyncio.AbstractEventLoop | None
+    flush: object = None  # a stream to end with a final result after stepping (flushed with the others)
     value: object = None
     error: BaseException | None = None
 
@@ -47,6 +49,7 @@ class EngineWorker:
         self.engine = engine
         self.metrics = metrics
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.retired: collections.deque = collections.deque()  # removed streams, freed when idle
         self.thread = threading.Thread(target=self._loop, name="asr-engine", daemon=True)
 
     def start(self) -> None:
@@ -56,20 +59,38 @@ class EngineWorker:
         self.jobs.put(None)
         self.thread.join()
 
-    def call(self, before=None, after=None) -> asyncio.Future:
-        """Run `before(engine)` and `after(engine)` in the worker; the future gets after's value (else before's)."""
+    def call(self, before=None, after=None, flush=None) -> asyncio.Future:
+        """Run `before(engine)` and `after(engine)` in the worker; the future gets after's value (else before's).
+
+        `flush`: a stream whose utterance ends before `after` (`BatchEngine.flush`); the streams of all jobs
+        taken together are flushed together, in shared forward passes.
+        """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.jobs.put(Job(before, after, future, loop))
+        self.jobs.put(Job(before, after, future, loop, flush))
         return future
 
     def post(self, before) -> None:
-        """Fire and forget (removing a stream)."""
+        """Fire and forget."""
         self.jobs.put(Job(before, None, None, None))
+
+    def retire(self, stream) -> None:
+        """Remove a finished stream. Freeing its beam decoder's hypotheses takes about a millisecond, which
+        the other streams need not wait for: the worker frees retired streams when it has nothing else to do."""
+
+        def remove(engine):
+            engine.remove_stream(stream)
+            self.retired.append(stream)
+
+        self.jobs.put(Job(remove, None, None, None))
 
     def _loop(self) -> None:
         while True:
-            jobs = [self.jobs.get()]
+            try:
+                jobs = [self.jobs.get(block=not self.retired)]
+            except queue.Empty:  # idle: free one retired stream, then look for work again
+                self.retired.popleft()
+                continue
             while jobs[-1] is not None:
                 try:
                     jobs.append(self.jobs.get_nowait())
@@ -94,6 +115,14 @@ class EngineWorker:
             log.exception("event=engine_failure")
             for job in jobs:
                 job.error = job.error or exc
+        flushing = [j for j in jobs if j.flush is not None and j.error is None]
+        if flushing:
+            try:
+                self.engine.flush(*(j.flush for j in flushing))
+            except Exception:  # find whose stream it was: one at a time, each failure its own
+                log.exception("event=flush_failure")
+                for job in flushing:
+                    job.run(lambda engine, s=job.flush: engine.flush(s), self.engine)
         for job in jobs:
             job.run(job.after, self.engine)
         self.metrics.processed(time.perf_counter() - start, sizes)

@@ -245,7 +245,7 @@ def test_command_line_options_and_one_line_errors(tmp_path):
 
     run = [sys.executable, "-m", "asr.cli"]
     out = subprocess.run([*run, "lm", "info"], capture_output=True, text=True)
-    assert out.returncode == 0 and "en-us.lm.bin" in out.stdout and "beam 32" in out.stdout
+    assert out.returncode == 0 and "en-us.lm.bin" in out.stdout and "beam 64" in out.stdout
     for bad, message in [
         (["--beam-size", "-1"], "beam size"),
         (["--lm-weight", "nan"], "lm weight"),

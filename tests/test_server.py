@@ -202,7 +202,8 @@ def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
     assert got == offline(m, chunks) and boosted == offline(m, chunks, decoding=boost)
     for replies in (got, boosted):
         times = [t for r in replies for w in r.get("result", []) for t in (w["start"], w["end"])]
-        assert times and all(abs(t / 0.03 - round(t / 0.03)) < 1e-6 for t in times)
+        end = round(len(speech_pcm) / 2 / 16000, 3)  # a final's last word may be clipped to the audio's end
+        assert times and all(abs(t / 0.03 - round(t / 0.03)) < 1e-6 or t == end for t in times)
 
 
 def test_vosk_test_py_on_real_8khz_clip(server, model, shared_data):
