@@ -571,14 +571,15 @@ def parse_hotword(spec: str) -> tuple[str, float] | str:
     return spec
 
 
-def beam_factory_from_options(tokens, beam_size=16, lm=None, hotwords=(), lexicon=None, **options):
+def beam_factory_from_options(tokens, beam_size=16, lm=None, hotwords=(), lexicon=None, lexicon_from_lm=True, **options):
     """A factory of per-stream decoders for asr.stream (its `beam_factory`).
 
-    With a word LM and no lexicon, the lexicon is the LM's vocabulary (ARPA files).
+    With a word LM and no lexicon, the lexicon is the LM's vocabulary (ARPA files), unless `lexicon_from_lm`
+    is False (lexicon-free decoding with a character LM).
     The options are checked here, so a mistake is reported before any audio is decoded; the decoder built for
     that check (its language model loaded) is the factory's first.
     """
-    if lm is not None and lexicon is None and str(lm).endswith(".arpa"):
+    if lm is not None and lexicon is None and lexicon_from_lm and str(lm).endswith(".arpa"):
         lexicon = arpa_vocabulary(lm)
     hotwords = [parse_hotword(h) if isinstance(h, str) else h for h in hotwords or ()]
     kwargs = dict(beam_size=beam_size, lm=lm, lexicon=lexicon, hotwords=hotwords or None, **options)

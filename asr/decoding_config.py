@@ -25,6 +25,7 @@ from pathlib import Path
 from asr.lm import DEFAULT_LM_WEIGHT
 
 DEFAULT_LM = "default"  # the general-English LM (asr.default_lm)
+LEXICON_FREE = "free"  # lexicon: none, any letter sequence (with a character LM, `python -m asr.lm --chars`)
 METHODS = ("beam", "greedy")
 DEFAULT_BEAM_SIZE = 64
 DEFAULT_WORD_SCORE = 0.0
@@ -51,7 +52,7 @@ class DecodingConfig:
     method: str = "beam"
     beam_size: int = DEFAULT_BEAM_SIZE
     lm: str | None = DEFAULT_LM
-    lexicon: str | None = None
+    lexicon: str | None = None  # None: the LM's vocabulary; LEXICON_FREE: none
     lm_weight: float = DEFAULT_LM_WEIGHT
     word_score: float = DEFAULT_WORD_SCORE
     token_beam: int = DEFAULT_TOKEN_BEAM
@@ -82,7 +83,8 @@ class DecodingConfig:
         if self.beam_threshold <= 0:
             raise ValueError(f"beam threshold must be > 0, not {self.beam_threshold}")
         for path, what in ((self.lm, "language model"), (self.lexicon, "lexicon")):
-            if path is not None and not (what == "language model" and path == DEFAULT_LM) and not Path(path).is_file():
+            special = DEFAULT_LM if what == "language model" else LEXICON_FREE
+            if path is not None and path != special and not Path(path).is_file():
                 raise ValueError(f"{what} file not found: {path}")
         hotwords = []
         for item in self.hotwords:
@@ -106,7 +108,8 @@ class DecodingConfig:
         if not self.uses_beam:
             return "greedy"
         lm = "no LM" if self.lm is None or self.method == "greedy" else f"LM {self.lm} x {self.lm_weight:g}"
-        return f"beam {self.beam_size}, {lm}, word score {self.word_score:g}"
+        lexicon = ", lexicon-free" if self.lexicon == LEXICON_FREE else ""
+        return f"beam {self.beam_size}, {lm}{lexicon}, word score {self.word_score:g}"
 
     def resolved(self) -> DecodingConfig:
         """This config with the default LM replaced by its file (built on first use); where it cannot be had,
@@ -129,12 +132,14 @@ class DecodingConfig:
             return None
         from asr.beam import beam_factory_from_options
 
+        free = config.lexicon == LEXICON_FREE
         return beam_factory_from_options(
             tokens,
             config.beam_size,
             config.lm if config.method == "beam" else None,
             hotwords=list(config.hotwords),
-            lexicon=config.lexicon if config.method == "beam" else None,
+            lexicon=None if free or config.method != "beam" else config.lexicon,
+            lexicon_from_lm=not free,
             lm_weight=config.lm_weight,
             word_score=config.word_score,
             token_beam=config.token_beam,
@@ -160,7 +165,10 @@ class DecodingConfig:
             default=DEFAULT_LM,
             help="word LM: 'default' (general English, see `asr lm info`), a .arpa/KenLM file, or 'none'",
         )
-        g.add_argument("--lexicon", help="lexicon file (default: the LM's vocabulary)")
+        g.add_argument(
+            "--lexicon",
+            help=f"lexicon file (default: the LM's vocabulary), or '{LEXICON_FREE}': any spelling, with a character LM",
+        )
         g.add_argument(
             "--lm-weight",
             type=float,

@@ -254,3 +254,17 @@ def test_command_line_options_and_one_line_errors(tmp_path):
         out = subprocess.run([*run, "transcribe", *bad, "examples/hello.wav"], capture_output=True, text=True)
         assert out.returncode == 2 and out.stderr.startswith("asr: error:") and message in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_lexicon_free_decoding_with_a_character_lm(tmp_path):
+    from asr.lm import char_sentence
+
+    chars = build_arpa([char_sentence(s) for s in CORPUS], tmp_path / "chars.arpa", order=4)
+    config = DecodingConfig(lm=str(chars), lexicon="free", lm_weight=1.0)
+    assert "lexicon-free" in config.describe()
+    beam = config.beam_factory(TOKENS)()
+    assert not beam.lexicon_mode
+    log_probs = sentence("the cat sat", {2: {"a": 0.55, "e": 0.4}})
+    assert beam.decode(log_probs)[0]["text"] == "the cat sat"
+    # a spelling no lexicon holds survives when the acoustics are sure of it
+    assert beam.decode(sentence("the zat sat"))[0]["text"] == "the zat sat"

@@ -232,6 +232,24 @@ def test_batch_engine_equals_single_streams(model, clip, shared_data, rng):
     assert not engine.streams and sorted(engine.free) == list(range(engine.state.ctx1.shape[0]))  # every slot back
 
 
+def test_streams_flushed_together_get_what_each_gets_alone(model, clip, rng):
+    """One flush of many streams (shared forward passes, grouped by what is left) = each flushed alone."""
+    beam = DecodingConfig().beam_factory(DEFAULT_TOKENS)
+    cuts = [int(n) for n in rng.integers(SAMPLE_RATE // 2, len(clip), 6)] + [0]  # one stream gets no audio
+    expected = []
+    for n in cuts:
+        rec = Recognizer(model, endpoint=NO_ENDPOINTS, beam_factory=beam)
+        rec.accept_waveform(clip[:n])
+        expected.append(rec.final_result())
+    engine = BatchEngine(model)
+    streams = [engine.add_stream(endpoint=NO_ENDPOINTS, beam_factory=beam) for _ in cuts]
+    for stream, n in zip(streams, cuts, strict=True):
+        stream.push(clip[:n])
+    engine.flush(*streams, streams[0])  # a stream named twice is flushed once
+    assert [s.pop_final() for s in streams] == expected
+    assert any(e["text"] for e in expected)
+
+
 def test_long_stream_keeps_buffers_bounded(model, rng):
     rec = Recognizer(model)
     noise = (rng.standard_normal(SAMPLE_RATE * 60) * 0.05).astype(np.float32)
