@@ -7,7 +7,7 @@ reported as warnings and skipped; they never stop a run.
 
 Legend: B = batch, T = feature frames, F = mel bins, S = target tokens.
 
-CLI: python -m asr.data {librispeech,commonvoice,folder} ROOT OUT.jsonl
+CLI: python -m asr.data {librispeech,commonvoice,folder,tsv} ROOT OUT.jsonl [--tsv TABLE]
 """
 
 from __future__ import annotations
@@ -206,6 +206,33 @@ def import_folder(root) -> list[dict]:
         entry = _make_entry(uid, audio, text_file.read_text(encoding="utf-8", errors="replace"))
         if entry:
             entries.append(entry)
+    return entries
+
+
+def import_tsv(root, tsv: str = "transcripts.tsv") -> list[dict]:
+    """A folder with a table: <root>/<tsv>, tab-separated with a header, columns `file` (relative to root) and
+    `reference` (or `text`), optionally `speaker` (as ../shared/data's sets and many small corpora)."""
+    root = _root(root)
+    table = root / tsv
+    if not table.is_file():
+        raise DataError(f"{table}: no such file")
+    entries = []
+    with open(table, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        columns = set(reader.fieldnames or [])
+        text_column = "reference" if "reference" in columns else "text"
+        missing = {"file", text_column} - columns
+        if missing:
+            raise DataError(f"{table}: missing columns {sorted(missing)} (want file and reference or text)")
+        for n, row in enumerate(reader, 2):
+            audio = root / (row.get("file") or "")
+            if not row.get("file") or not audio.is_file():
+                _warn(f"{table}:{n}: skipped: audio file not found: {audio}")
+                continue
+            uid = Path(row["file"]).with_suffix("").as_posix().replace("/", "-")
+            entry = _make_entry(uid, audio, row.get(text_column) or "", row.get("speaker") or None)
+            if entry:
+                entries.append(entry)
     return entries
 
 
@@ -468,7 +495,12 @@ def compute_stats(entries, n: int = 500, seed: int = 0) -> tuple[torch.Tensor, t
 
 # -- CLI ---------------------------------------------------------------------------------------------------
 
-IMPORTERS = {"librispeech": import_librispeech, "commonvoice": import_commonvoice, "folder": import_folder}
+IMPORTERS = {
+    "librispeech": import_librispeech,
+    "commonvoice": import_commonvoice,
+    "folder": import_folder,
+    "tsv": import_tsv,
+}
 
 
 def main(argv=None) -> int:
@@ -476,11 +508,13 @@ def main(argv=None) -> int:
     parser.add_argument("layout", choices=sorted(IMPORTERS))
     parser.add_argument("root", help="corpus folder")
     parser.add_argument("out", help="manifest to write (JSONL)")
-    parser.add_argument("--tsv", default="train.tsv", help="Common Voice table to read (default train.tsv)")
+    parser.add_argument(
+        "--tsv", default=None, help="the table to read (commonvoice: default train.tsv; tsv: transcripts.tsv)"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.layout == "commonvoice":
-            entries = import_commonvoice(args.root, args.tsv)
+        if args.layout in ("commonvoice", "tsv") and args.tsv:
+            entries = IMPORTERS[args.layout](args.root, args.tsv)
         else:
             entries = IMPORTERS[args.layout](args.root)
         if not entries:

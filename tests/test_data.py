@@ -27,6 +27,7 @@ from asr.data import (
     import_commonvoice,
     import_folder,
     import_librispeech,
+    import_tsv,
     load_manifests,
     main,
     parse_weighted,
@@ -185,6 +186,42 @@ def test_import_folder_layout(tmp_path, wavs):
         entries = import_folder(tmp_path)
     assert [e["id"] for e in entries] == ["a-u0", "a-u1", "b-u2", "b-u3"]
     assert entries[2]["text"] == "open the door please"
+
+
+def test_import_tsv_layout(tmp_path, wavs):
+    """A folder with transcripts.tsv, as ../shared/data's sets: Ogg Opus clips too, a corrupt one skipped."""
+    rows = ["file\tduration_s\tsample_rate\treference\tspeaker"]
+    for i, (w, text) in enumerate(zip(wavs, SENTENCES, strict=True)):
+        name = f"audio/{'words' if i % 2 else 'lines'}/c{i}.{'opus' if i < 2 else 'wav'}"
+        (_opus if i < 2 else _copy_as)(w, tmp_path / name)
+        rows.append(f"{name}\t1.0\t16000\t{text}\tspk{i % 2}")
+    (tmp_path / "audio" / "bad.opus").write_bytes(b"OggS not really")
+    rows += ["audio/bad.opus\t1.0\t16000\tbroken\tspk0", "audio/none.wav\t1.0\t16000\tmissing\tspk0"]
+    (tmp_path / "transcripts.tsv").write_text("\n".join(rows) + "\n")
+    with pytest.warns(UserWarning) as record:
+        entries = import_tsv(tmp_path)
+    assert [e["id"] for e in entries] == ["audio-lines-c0", "audio-words-c1", "audio-lines-c2", "audio-words-c3"]
+    assert {e["speaker"] for e in entries} == {"spk0", "spk1"} and entries[3]["text"] == "it is forty two degrees"
+    assert abs(len(load_audio(entries[0]["audio"])) / SAMPLE_RATE - entries[0]["duration"]) < 0.1
+    assert any("bad.opus" in str(r.message) for r in record) and any("none.wav" in str(r.message) for r in record)
+    (tmp_path / "other.tsv").write_text("path\tsentence\n")
+    with pytest.raises(DataError, match="missing columns"):
+        import_tsv(tmp_path, "other.tsv")
+
+
+def test_import_real_tsv_sets(shared_data):
+    for name, speakers in (("ljspeech_part", 1), ("speech_commands", 239)):
+        if not (shared_data / name / "transcripts.tsv").is_file():
+            pytest.skip(f"{shared_data / name} not found")
+        entries = import_tsv(shared_data / name)
+        assert len({e["speaker"] for e in entries}) == speakers and all(e["text"] for e in entries)
+
+
+def _opus(src, dst):
+    """Ogg Opus at 16 kHz (load_audio resamples), as ../shared/data's clips."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(dst), load_audio(src), SAMPLE_RATE, format="OGG", subtype="OPUS")
+    return dst
 
 
 def test_cli_writes_manifest_and_reports_errors_in_one_line(tmp_path, wavs, capsys):

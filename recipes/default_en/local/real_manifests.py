@@ -8,7 +8,10 @@ Writes to OUT:
   fsdd_test.jsonl    FSDD speaker yweweler (held out: evaluation only)
   real_en.jsonl      read English sentences (evaluation only, never training)
   real_en_no_ps.jsonl  real_en without pocketsphinx's own test clips (whose LM our default decoding uses)
+  real_en_no_lj.jsonl  real_en without its LJSpeech clips (ljspeech_train's speaker)
   cv_dev.jsonl       Common Voice sample, many microphones and accents (evaluation only), if cv_sample/ exists
+  speech_commands_train.jsonl  Speech Commands test set: one word each, 239 speakers (training), if present
+  ljspeech_train.jsonl         the first 385 LJSpeech clips, one speaker (training), if present
 Audio paths are relative to OUT; texts are normalised with normalize_text.
 """
 
@@ -38,6 +41,11 @@ DEV_SPEAKERS = {
 FSDD_TRAIN = {"george", "jackson", "lucas", "nicolas", "theo"}
 FSDD_TEST = {"yweweler"}
 POCKETSPHINX_SOURCE = "cmusphinx/pocketsphinx"  # real_en clips from pocketsphinx's tests
+
+
+def is_ljspeech(row: dict) -> bool:
+    """A real_en clip by LJSpeech's speaker (lhotse's fixtures, speechbrain's TTS sample)."""
+    return "ljspeech" in row["source"].lower() or "/LJ0" in row["source"]
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -96,8 +104,15 @@ def main() -> None:
         "real_en_no_ps",
         (x for x in rows(data, "real_en", out, speaker=real_en_speaker) if x["speaker"] != POCKETSPHINX_SOURCE),
     )
-    if (data / "cv_sample" / "transcripts.tsv").exists():
-        write(out, "cv_dev", rows(data, "cv_sample", out))
+    no_lj = rows(data, "real_en", out, keep=lambda row: not is_ljspeech(row), speaker=real_en_speaker)
+    write(out, "real_en_no_lj", no_lj)
+    for folder, name in (
+        ("cv_sample", "cv_dev"),
+        ("speech_commands", "speech_commands_train"),
+        ("ljspeech_part", "ljspeech_train"),
+    ):
+        if (data / folder / "transcripts.tsv").exists():
+            write(out, name, rows(data, folder, out))
 
 
 if __name__ == "__main__":
