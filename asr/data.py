@@ -173,24 +173,33 @@ def import_librispeech(root) -> list[dict]:
 def import_commonvoice(root, tsv: str = "train.tsv") -> list[dict]:
     """Common Voice layout: <root>/<tsv> (columns path, sentence, client_id) and <root>/clips/<path>."""
     root = _root(root)
-    table = root / tsv
+    table, _, rows = _read_table(root / tsv, [{"path", "sentence"}])
+    entries = []
+    for n, row in rows:
+        audio = root / "clips" / (row.get("path") or "")
+        if not row.get("path") or not audio.is_file():
+            _warn(f"{table}:{n}: skipped: audio file not found: {audio}")
+            continue
+        entry = _make_entry(Path(row["path"]).stem, audio, row.get("sentence") or "", row.get("client_id"))
+        if entry:
+            entries.append(entry)
+    return entries
+
+
+def _read_table(table: Path, wanted: list[set[str]]) -> tuple[Path, set[str], list[tuple[int, dict]]]:
+    """A tab-separated table with a header: (its path, its columns, [(line number, row)]); it must have all
+    the columns of one of the `wanted` sets."""
     if not table.is_file():
         raise DataError(f"{table}: no such file")
-    entries = []
     with open(table, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"path", "sentence"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{table}: missing columns {sorted(missing)}")
-        for n, row in enumerate(reader, 2):
-            audio = root / "clips" / (row.get("path") or "")
-            if not row.get("path") or not audio.is_file():
-                _warn(f"{table}:{n}: skipped: audio file not found: {audio}")
-                continue
-            entry = _make_entry(Path(row["path"]).stem, audio, row.get("sentence") or "", row.get("client_id"))
-            if entry:
-                entries.append(entry)
-    return entries
+        rows = list(enumerate(reader, 2))
+        columns = set(reader.fieldnames or [])
+    if not any(want <= columns for want in wanted):
+        missing = sorted(wanted[0] - columns)
+        alternatives = " or ".join("+".join(sorted(w)) for w in wanted)
+        raise DataError(f"{table}: missing columns {missing} (want {alternatives})")
+    return table, columns, rows
 
 
 def import_folder(root) -> list[dict]:
@@ -213,26 +222,18 @@ def import_tsv(root, tsv: str = "transcripts.tsv") -> list[dict]:
     """A folder with a table: <root>/<tsv>, tab-separated with a header, columns `file` (relative to root) and
     `reference` (or `text`), optionally `speaker` (as ../shared/data's sets and many small corpora)."""
     root = _root(root)
-    table = root / tsv
-    if not table.is_file():
-        raise DataError(f"{table}: no such file")
+    table, columns, rows = _read_table(root / tsv, [{"file", "reference"}, {"file", "text"}])
+    text_column = "reference" if "reference" in columns else "text"
     entries = []
-    with open(table, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        columns = set(reader.fieldnames or [])
-        text_column = "reference" if "reference" in columns else "text"
-        missing = {"file", text_column} - columns
-        if missing:
-            raise DataError(f"{table}: missing columns {sorted(missing)} (want file and reference or text)")
-        for n, row in enumerate(reader, 2):
-            audio = root / (row.get("file") or "")
-            if not row.get("file") or not audio.is_file():
-                _warn(f"{table}:{n}: skipped: audio file not found: {audio}")
-                continue
-            uid = Path(row["file"]).with_suffix("").as_posix().replace("/", "-")
-            entry = _make_entry(uid, audio, row.get(text_column) or "", row.get("speaker") or None)
-            if entry:
-                entries.append(entry)
+    for n, row in rows:
+        audio = root / (row.get("file") or "")
+        if not row.get("file") or not audio.is_file():
+            _warn(f"{table}:{n}: skipped: audio file not found: {audio}")
+            continue
+        uid = Path(row["file"]).with_suffix("").as_posix().replace("/", "-")
+        entry = _make_entry(uid, audio, row.get(text_column) or "", row.get("speaker") or None)
+        if entry:
+            entries.append(entry)
     return entries
 
 
