@@ -267,7 +267,16 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
             hotwords=tuple((p, base.hotword_weight) for p in phrases),
             nbest=max(1, options.get("max_alternatives") or 0),
         )
-        return config.beam_factory(tokens)
+        if not config.uses_beam:
+            return None
+        made = []
+
+        def per_stream():  # called by the engine's thread when it adds the stream, not by the event loop:
+            if not made:  # a hotword outside the LM's vocabulary needs a lexicon trie of its own (~0.3 s)
+                made.append(config.beam_factory(tokens))
+            return made[0]()
+
+        return per_stream
 
     return factory
 
