@@ -41,9 +41,15 @@ def default_model_path() -> Path:
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r} (want auto, cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for but torch sees no GPU (use --device cpu)")
-    return torch.device(device)
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported (want auto, cpu, cuda or cuda:N)")
+    return resolved
 
 
 def load_model(path=None, device: str = "auto"):

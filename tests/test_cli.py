@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +48,38 @@ def test_corrupt_model_is_one_line(tmp_path, speech_wav):
     proc = run_cli("transcribe", "--model", bad, speech_wav)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"asr: error: {bad}:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_files_that_are_no_model_are_one_line_in_every_command(tmp_path, speech_wav):
+    """A wav, a text file, random bytes as --model: never a traceback (torch's unpickler raises IndexError,
+    KeyError, struct.error ... on such files)."""
+    rng = np.random.default_rng(0)
+    not_models = {"a.wav": speech_wav.read_bytes(), "notes.txt": b"not a model\n" * 50}
+    not_models["random.pt"] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    for name, data in not_models.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "audio": "a.wav", "duration": 1, "text": "a"}\n')
+    commands = [["transcribe", "--model", tmp_path / name, speech_wav] for name in not_models]
+    model = tmp_path / "a.wav"  # the other commands load models through the same code: one file is enough
+    commands += [
+        ["stream", "--model", model, speech_wav],
+        ["eval", "--model", model, tmp_path / "m.jsonl"],
+        ["serve", "--model", model, "--port", "0"],
+        ["export", "--format", "torchscript", "--model", model, "--out", tmp_path / "x.ts"],
+    ]
+    for command in commands:
+        model = command[command.index("--model") + 1]
+        proc = run_cli(*command)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (command, proc.stderr[-500:])
+        assert str(model) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (command, proc.stderr)
+
+
+def test_unknown_device_is_one_line(tiny_checkpoint, speech_wav):
+    for command in (["transcribe"], ["stream"], ["serve", "--port", "0"]):
+        proc = run_cli(
+            *command, "--model", tiny_checkpoint, "--device", "bogus", *([] if "serve" in command else [speech_wav])
+        )
+        assert proc.returncode == 2 and "unknown device 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_no_model_installed_says_so(monkeypatch, capsys, speech_wav, tmp_path):
