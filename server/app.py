@@ -66,7 +66,7 @@ class ServerConfig:
     max_message_bytes: int = 1 << 20  # larger messages close the socket with 1009
     idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
     max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
-    sample_rate: int = 16000  # Hz, when the client sends no config (Vosk's server defaults to 8000)
+    sample_rate: int = 8000  # Hz, when the client's config does not say (as vosk-server: its browser samples rely on it)
     token: str | None = None  # bearer token clients must present; None: no auth
     certfile: str | None = None
     keyfile: str | None = None
@@ -520,7 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="larger messages: close 1009")
     p.add_argument("--idle-timeout", type=float, default=d.idle_timeout, help="seconds without a message")
     p.add_argument("--max-stream-seconds", type=float, default=d.max_stream_seconds, help="audio per connection")
-    p.add_argument("--sample-rate", type=int, default=d.sample_rate, help="Hz when a client sends no config")
+    p.add_argument(
+        "--sample-rate",
+        type=int,
+        default=d.sample_rate,
+        help=f"Hz of a client's audio when its config does not say (default {d.sample_rate}, as vosk-server)",
+    )
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"), help="require this bearer token (env ASR_TOKEN)")
     p.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not inside --certfile")

@@ -47,8 +47,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model):
-    with BackgroundServer(model, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
-        yield srv
+    with BackgroundServer(model, ServerConfig(port=0, endpoint=ENDPOINT, sample_rate=16000)) as srv:
+        yield srv  # 16 kHz for clients that send no rate (`asr serve --sample-rate 16000`; Vosk's default is 8000)
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +214,16 @@ def test_vosk_test_py_on_real_8khz_clip(server, model, shared_data):
     assert got == offline(model, split(samples.tobytes(), 3200), 8000)
 
 
+def test_clients_that_send_no_rate_get_vosks_8_khz(model, shared_data):
+    """vosk-server's default: PCM without a config (or a config without sample_rate) is 8 kHz."""
+    samples, rate = sf.read(shared_data / "fsdd" / "recordings" / "7_george_3.wav", dtype="int16")
+    assert rate == 8000
+    chunks = split(samples.tobytes(), 1600)
+    with BackgroundServer(model, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
+        assert asyncio.run(stream(srv.url, chunks)) == offline(model, chunks, 8000)
+        assert asyncio.run(stream(srv.url, chunks, {"words": False})) == offline(model, chunks, 8000, words=False)
+
+
 def test_vosk_test_py_on_synthesized_clip(server, model, speech_wav):
     got = asyncio.run(vosk_test_py(server.url, speech_wav, frames=4000))  # 8000-byte messages
     samples, rate = sf.read(speech_wav, dtype="int16")  # espeak-ng writes 22.05 kHz
@@ -312,7 +322,9 @@ def test_idle_timeout_and_max_stream_duration(model, speech_pcm):
                     replies.append(json.loads(await ws.recv()))
             return replies, closed.value.rcvd
 
-    with BackgroundServer(model, ServerConfig(port=0, idle_timeout=1.0, max_stream_seconds=1.0)) as srv:
+    with BackgroundServer(
+        model, ServerConfig(port=0, idle_timeout=1.0, max_stream_seconds=1.0, sample_rate=16000)
+    ) as srv:
         rcvd = asyncio.run(idle(srv.url))
         assert (rcvd.code, rcvd.reason) == (1000, "idle timeout")
         replies, rcvd = asyncio.run(too_long(srv.url))
@@ -350,7 +362,7 @@ def test_tls_with_self_signed_certificate(model, speech_pcm, tmp_path):
         check=True,
         capture_output=True,
     )
-    config = ServerConfig(port=0, certfile=str(cert), keyfile=str(key), endpoint=ENDPOINT)
+    config = ServerConfig(port=0, certfile=str(cert), keyfile=str(key), endpoint=ENDPOINT, sample_rate=16000)
     with BackgroundServer(model, config) as srv:
         assert srv.url.startswith("wss://127.0.0.1:")
         chunks = split(speech_pcm, 6400)
@@ -433,7 +445,19 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
 
 def start_subprocess_server(checkpoint, log, log_path, *options):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "asr.cli", "serve", "--model", str(checkpoint), "--port", "0", *options]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asr.cli",
+        "serve",
+        "--model",
+        str(checkpoint),
+        "--port",
+        "0",
+        "--sample-rate",
+        "16000",
+    ]
+    cmd += options
     proc = subprocess.Popen(cmd, stderr=log, stdout=log, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -35,7 +35,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model):
-    config = ServerConfig(port=0, endpoint=ENDPOINT, max_message_bytes=MAX_MESSAGE_BYTES)
+    config = ServerConfig(port=0, endpoint=ENDPOINT, max_message_bytes=MAX_MESSAGE_BYTES, sample_rate=16000)
     with BackgroundServer(model, config) as srv:
         yield srv
 
