@@ -67,10 +67,12 @@ def import_sounddevice():
 
 def list_devices(sd) -> None:
     default = sd.default.device[0]
-    for i, dev in enumerate(sd.query_devices()):
-        if dev["max_input_channels"] > 0:
-            mark = "*" if i == default else " "
-            print(f"{mark} {i:3d}  {dev['name']}  ({dev['max_input_channels']} ch, {dev['default_samplerate']:g} Hz)")
+    inputs = [(i, dev) for i, dev in enumerate(sd.query_devices()) if dev["max_input_channels"] > 0]
+    for i, dev in inputs:
+        mark = "*" if i == default else " "
+        print(f"{mark} {i:3d}  {dev['name']}  ({dev['max_input_channels']} ch, {dev['default_samplerate']:g} Hz)")
+    if not inputs:
+        print("no input devices found (PortAudio sees none: connect a microphone, or check the sound server)")
 
 
 def find_device(sd, spec: str | None) -> dict:

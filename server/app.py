@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from asr import __version__ as asr_version
 from asr.decoding_config import DecodingConfig
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
 from server import protocol
@@ -417,7 +418,8 @@ class AsrServer:
                 "status": "stopping" if self.stopping.done() else "ok",
                 "connections": self.metrics.connections if self.shared is None else self.shared.total(),
                 "max_connections": self.config.max_connections,
-                "model": str(getattr(self.model, "source", "in-memory")),
+                "model": Path(str(getattr(self.model, "source", "in-memory"))).name,  # not this machine's paths
+                "version": asr_version,
             }
             return http_response(HTTPStatus.OK, json.dumps(body) + "\n", "application/json")
         if path == "/metrics":

@@ -62,6 +62,9 @@ def test_no_input_device_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "asr: error: no input device found: connect a microphone, or choose one from `asr mic --list-devices`"
     )
+    NoDevices.query_devices = staticmethod(lambda: [{"name": "speakers", "max_input_channels": 0}])
+    assert main(["mic", "--list-devices"]) == 0
+    assert capsys.readouterr().out.startswith("no input devices found")
 
 
 def test_unknown_device_is_one_line(capsys):

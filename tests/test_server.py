@@ -23,6 +23,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+import asr
 from asr.audio import load_audio
 from asr.checkpoint import save_checkpoint
 from asr.decoding_config import DecodingConfig
@@ -384,6 +385,7 @@ def test_healthz_and_metrics(server, speech_pcm):
     assert status == 200 and kind == "application/json"
     health = json.loads(body)
     assert health["status"] == "ok" and health["connections"] == 0 and health["model"] == "in-memory"
+    assert health["version"] == asr.__version__
     status, kind, body = http_get(server.url, "/metrics")
     assert status == 200 and kind.startswith("text/plain; version=0.0.4")
     values = {line.split()[0]: float(line.split()[1]) for line in body.splitlines() if not line.startswith("#")}
