@@ -34,11 +34,34 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+FORMATS = ("txt", "json", "srt", "vtt")
+
+
+def render(result: dict, path: str, fmt: str) -> str:
+    """One file's transcription in a format: txt (the text), json (text, words, duration), srt or vtt."""
+    from asr import subtitles
+
+    if fmt == "json":
+        return json.dumps({"file": path, **result}) + "\n"
+    if fmt in ("srt", "vtt"):
+        cues = subtitles.cues(result["words"])
+        return subtitles.to_srt(cues) if fmt == "srt" else subtitles.to_vtt(cues)
+    return result["text"] + "\n"
+
+
 def cmd_transcribe(args) -> int:
+    from pathlib import Path
+
     import asr
     from asr.audio import AudioError
 
+    fmt = "json" if args.json else args.format
     decoding = DecodingConfig.from_args(args)
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--output-dir {out_dir} is a file, not a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
     model = asr.load_model(args.model, device=args.device)
     decoding = decoding.resolved()  # the LM is found (or built) once, not per file
     failures = 0
@@ -49,12 +72,15 @@ def cmd_transcribe(args) -> int:
             fail(str(exc))
             failures += 1
             continue
-        if args.json:
-            print(json.dumps({"file": path, **result}), flush=True)
-        elif len(args.files) > 1:
+        text = render(result, path, fmt)
+        if out_dir is not None:
+            target = out_dir / f"{Path(path).stem}.{fmt}"
+            target.write_text(text, encoding="utf-8")
+            print(target, flush=True)
+        elif fmt == "txt" and len(args.files) > 1:
             print(f"{path}\t{result['text']}", flush=True)
         else:
-            print(result["text"], flush=True)
+            print(text, end="", flush=True)
     return 1 if failures else 0
 
 
@@ -65,7 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("files", nargs="+", metavar="FILE", help="wav, flac, ogg or mp3, any rate and channel count")
     t.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    t.add_argument("--json", action="store_true", help="one JSON object per file, with word times and confidences")
+    t.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="txt",
+        help="txt (default), json (words with times and confidences), srt or vtt (subtitles from the word times)",
+    )
+    t.add_argument("--json", action="store_true", help="the same as --format json: one JSON object per file")
+    t.add_argument("--output-dir", help="write FILE's stem + .FORMAT into this folder instead of printing")
     DecodingConfig.add_arguments(t)
     t.set_defaults(func=cmd_transcribe)
     for name in DELEGATED:
