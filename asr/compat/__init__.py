@@ -1,0 +1,1 @@
+"""Drop-in APIs of other recognizers on gru-asr (`asr.compat.vosk`)."""

@@ -1,0 +1,158 @@
+"""The Vosk Python API on gru-asr: a Vosk program runs by changing its import.
+
+    from asr.compat.vosk import Model, KaldiRecognizer, SetLogLevel   # instead of: from vosk import ...
+
+    model = Model()                          # the embedded model; or Model("my_model.pt")
+    rec = KaldiRecognizer(model, 16000)      # or KaldiRecognizer(model, 8000, '["yes", "no"]')
+    rec.SetWords(True)
+    while data := wf.readframes(4000):
+        if rec.AcceptWaveform(data):
+            print(rec.Result())
+        else:
+            print(rec.PartialResult())
+    print(rec.FinalResult())
+
+Results are Vosk's JSON strings: `{"text": ...}` (with `"result": [{"conf", "end", "start", "word"}]` after
+SetWords(True)), `{"partial": ...}` (with `"partial_result"` after SetPartialWords(True)), or
+`{"alternatives": [{"confidence", "text"}]}` after SetMaxAlternatives(n > 0). A grammar (a JSON list of
+phrases, as Vosk takes) boosts those phrases as hotwords; it is not a closed vocabulary, and "[unk]" is ignored.
+Options may be set at any time; alternatives and grammars apply from the next utterance on.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["Model", "KaldiRecognizer", "SetLogLevel", "GpuInit", "GpuThreadInit"]
+
+
+def SetLogLevel(level: int) -> None:  # the names and signatures are Vosk's
+    """Vosk's log level switch; gru-asr logs nothing while recognising."""
+
+
+def GpuInit() -> None:
+    pass
+
+
+def GpuThreadInit() -> None:
+    pass
+
+
+class Model:
+    """A model: a gru-asr bundle path (or .onnx/.ts export), or None for the embedded one. Vosk's `model_name`
+    and `lang` are accepted for compatibility; only English ("en", "en-us") is here."""
+
+    def __init__(self, model_path: str | None = None, model_name: str | None = None, lang: str | None = None):
+        import asr
+
+        if lang is not None and not str(lang).lower().startswith("en"):
+            raise ValueError(f"no model for language {lang!r}: gru-asr ships English only")
+        self.model = asr.load_model(model_path, device="cpu")
+
+
+class KaldiRecognizer:
+    def __init__(self, model: Model, sample_rate: float, grammar: str | None = None):
+        self._model = model
+        self._rate = float(sample_rate)
+        self._words = False
+        self._partial_words = False
+        self._alternatives = 0
+        self._hotwords: tuple[tuple[str, float], ...] = ()
+        self._pending = False  # options changed while audio was in: new recognizer after Reset/FinalResult
+        if grammar is not None:
+            self._hotwords = _grammar(grammar)
+        self._rec = self._new()
+
+    def _new(self):
+        from asr.decoding_config import DecodingConfig
+        from asr.stream import Recognizer
+
+        decoding = DecodingConfig(hotwords=self._hotwords, nbest=max(1, self._alternatives))
+        return Recognizer(self._model.model, self._rate, decoding=decoding, max_alternatives=self._alternatives)
+
+    def _reconfigure(self) -> None:
+        """New decoding options: at once before any audio, else after the next Reset() or FinalResult()."""
+        if self._rec.stream.received:
+            self._pending = True
+        else:
+            self._rec = self._new()
+
+    # -- options (Vosk's setters) ----------------------------------------------------------
+    def SetWords(self, enable: bool) -> None:
+        self._words = bool(enable)
+
+    def SetPartialWords(self, enable: bool) -> None:
+        self._partial_words = bool(enable)
+
+    def SetMaxAlternatives(self, n: int) -> None:
+        if int(n) < 0:
+            raise ValueError("max alternatives must be >= 0")
+        self._alternatives = int(n)
+        self._reconfigure()
+
+    def SetGrammar(self, grammar: str) -> None:
+        self._hotwords = _grammar(grammar)
+        self._reconfigure()
+
+    def SetNLSML(self, enable: bool) -> None:
+        if enable:
+            raise NotImplementedError("NLSML output is not supported by gru-asr")
+
+    # -- audio and results -------------------------------------------------------------------
+    def AcceptWaveform(self, data) -> int:
+        """Feed int16 PCM bytes; 1 when an utterance has ended (then call Result()), else 0."""
+        return 1 if self._rec.accept_waveform(bytes(data)) else 0
+
+    def Result(self) -> str:
+        return self._format(self._rec.result())
+
+    def FinalResult(self) -> str:
+        result = self._format(self._rec.final_result())
+        self._apply_pending()
+        return result
+
+    def PartialResult(self) -> str:
+        partial = self._rec.partial_result()
+        if self._partial_words:
+            words = self._rec.stream.greedy.words()
+            partial["partial_result"] = [{k: w[k] for k in ("conf", "end", "start", "word")} for w in words]
+        return _dumps(partial)
+
+    def Reset(self) -> None:
+        self._rec.reset()
+        self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        frame = self._rec.stream.frame + self._rec.stream.ready // self._rec.engine.subsampling
+        rec = self._new()  # a stream that goes on where this one is, as Recognizer.reset() does
+        rec.engine.remove_stream(rec.stream)
+        rec.stream = rec.engine.add_stream(rec.sample_rate, frame=frame, **rec.options)
+        self._rec = rec
+
+    def _format(self, result: dict) -> str:
+        if "alternatives" in result or self._words:
+            return _dumps(result)
+        return _dumps({"text": result.get("text", "")})
+
+
+def _grammar(grammar: str) -> tuple[tuple[str, float], ...]:
+    """Vosk's grammar (a JSON list of phrases) -> hotwords; "[unk]" (Vosk's filler) is left out."""
+    from asr.decoding_config import DEFAULT_HOTWORD_WEIGHT
+    from asr.tokenizer import normalize_text
+
+    try:
+        phrases = json.loads(grammar)
+    except (TypeError, ValueError):
+        raise ValueError(f"grammar must be a JSON list of phrases, not {grammar!r}") from None
+    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+        raise ValueError("grammar must be a JSON list of phrases (strings)")
+    phrases = [normalize_text(p) for p in phrases if p.strip().lower() != "[unk]"]
+    return tuple((p, DEFAULT_HOTWORD_WEIGHT) for p in dict.fromkeys(phrases) if p)
+
+
+def _dumps(obj: dict) -> str:
+    """Vosk's layout: indented JSON, key order as Vosk writes it."""
+    return json.dumps(obj, indent=2)
