@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from asr.audio import open_audio_file
+from asr.audio import SAMPLE_RATE, StreamResampler, open_audio_file
 from asr.decoding_config import DecodingConfig
 
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     import asr
-    from asr.stream import Recognizer
+    from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recognizer
 
     args = build_parser().parse_args(argv)
     if args.chunk <= 0:
@@ -46,19 +46,27 @@ def main(argv=None) -> int:
     decoding = decoding.resolved()
     tty = sys.stdout.isatty() and not args.json
     with open_audio_file(args.file) as audio:
-        rec = Recognizer(model, sample_rate=audio.samplerate, decoding=decoding)
-        block = max(1, int(args.chunk * audio.samplerate))
+        rate = audio.samplerate
+        # a file at a rate a live stream does not take (a 96 kHz recording): resampled to 16 kHz here first,
+        # in streaming fashion, so `asr stream` takes every file `asr transcribe` takes
+        outside = not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE
+        pre = StreamResampler(rate) if outside else None
+        rec = Recognizer(model, sample_rate=SAMPLE_RATE if outside else rate, decoding=decoding)
+        block = max(1, int(args.chunk * rate))
         start = time.monotonic()
         fed = 0
         for chunk in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
-            rec.accept_waveform(chunk.mean(axis=1))
+            mono = chunk.mean(axis=1)
+            rec.accept_waveform(pre.accept(mono) if pre else mono)
             fed += len(chunk)
             if rec.stream.has_final():
                 show_final(rec.result(), tty, args.json)
             elif tty or args.json:
                 show_partial(rec.partial_result(), tty, args.json)
             if args.realtime:
-                time.sleep(max(0.0, start + fed / audio.samplerate - time.monotonic()))
+                time.sleep(max(0.0, start + fed / rate - time.monotonic()))
+    if pre:
+        rec.accept_waveform(pre.flush())
     show_final(rec.final_result(), tty, args.json)
     return 0
 

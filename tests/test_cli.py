@@ -145,3 +145,20 @@ def test_embedded_model_on_the_held_out_real_digit_speaker(default_model, shared
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] == "yweweler"][::10]
     hyps = [asr.transcribe(default_model, shared_data / "fsdd" / r["file"])["text"] for r in rows]
     assert jiwer.cer([r["reference"].lower() for r in rows], hyps) <= 0.5
+
+
+def test_stream_takes_the_rates_transcribe_takes(tmp_path, speech_wav):
+    """A 96 kHz and a 6 kHz file: `asr stream` resamples them itself (a live stream takes 8-48 kHz)."""
+    import soundfile as sf
+
+    from asr.audio import load_audio, resample
+
+    samples = load_audio(speech_wav)
+    for rate in (96000, 6000):
+        path = tmp_path / f"speech_{rate}.wav"
+        sf.write(path, resample(samples, 16000, rate), rate, subtype="PCM_16")
+        streamed = run_cli("stream", "--decoding", "greedy", "--json", path)
+        assert streamed.returncode == 0, streamed.stderr
+        final = json.loads(streamed.stdout.strip().splitlines()[-1])
+        offline = run_cli("transcribe", "--decoding", "greedy", path)
+        assert final["text"] == offline.stdout.strip() and final["text"]
