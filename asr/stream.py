@@ -40,7 +40,9 @@ class EndpointConfig:
     enabled: bool = True
     silence_no_speech: float = 2.4  # rule 1: this much silence and nothing recognised yet
     silence_after_speech: float = 1.0  # rule 2: this much silence after some words
-    max_utterance: float = 20.0  # rule 3: utterance length limit
+    max_utterance: float = 20.0  # rule 3: utterance length limit, then the cut waits for a word boundary
+    max_utterance_grace: float = 2.0  # ... for at most this long; then it cuts wherever it is
+    word_boundary: float = 0.12  # ... a word boundary: a space, or this much silence since the last letter
 
     def frames(self, seconds: float, frame_shift: float = FRAME_SHIFT) -> int:
         return max(1, round(seconds / frame_shift))
@@ -99,6 +101,8 @@ class Stream:
             ep.frames(ep.silence_no_speech, frame_shift),
             ep.frames(ep.silence_after_speech, frame_shift),
             ep.frames(ep.max_utterance, frame_shift),
+            ep.frames(ep.max_utterance + ep.max_utterance_grace, frame_shift),
+            ep.frames(ep.word_boundary, frame_shift),
         )
         self.words = words
         self.max_alternatives = max_alternatives
@@ -176,14 +180,16 @@ class Stream:
         """Index of the first frame (given by its best token) at which an endpoint rule fires, or None."""
         if not self.endpoint.enabled:
             return None
-        no_speech, after_speech, longest = self._endpoint_frames
+        no_speech, after_speech, longest, hardest, boundary = self._endpoint_frames
         start, last = self.greedy.start_frame, self.greedy.last_speech_frame
         for i, tok in enumerate(tokens):
             t = self.frame + i
             if tok != BLANK and tok != self.space:
                 last = t
             elapsed = t - start + 1
-            if elapsed >= longest or (t - last >= after_speech if last >= start else elapsed >= no_speech):
+            if elapsed >= longest and (tok == self.space or t - last >= boundary or elapsed >= hardest):
+                return i  # rule 3, not inside a word where it can help it
+            if t - last >= after_speech if last >= start else elapsed >= no_speech:
                 return i
         return None
 

@@ -34,7 +34,7 @@ from server.app import BackgroundServer, ServerConfig, main
 from server.web import static_file
 
 # Short utterances, so that random weights still give finals in the middle of a stream.
-ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2)
+ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2, max_utterance_grace=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from server import protocol
 from server.app import BackgroundServer, ServerConfig
 from server.protocol import Config, Eof, ProtocolError, Reset
 
-ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2)
+ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2, max_utterance_grace=0.2)
 MAX_MESSAGE_BYTES = 64 * 1024
 
 

@@ -169,9 +169,20 @@ def test_endpoint_times_are_absolute_after_an_endpoint():
 def test_silence_without_speech_and_maximum_length():
     finals = run_stream("_" * 130, [50])
     assert [f["text"] for f in finals] == ["", ""]  # rule 1 at 2.4 s (60 frames), twice
-    ep = EndpointConfig(max_utterance=1.0)
+    ep = EndpointConfig(max_utterance=1.0, max_utterance_grace=0.4)
     finals = run_stream("ab" * 40, [7], endpoint=ep)
-    assert len(finals) == 3 and all(f["text"] for f in finals)  # rule 3: 80 frames -> 25 + 25 + 25 (+5 open)
+    assert len(finals) == 2 and all(f["text"] for f in finals)  # rule 3, no word boundary: 80 -> 35 + 35 (+10)
+
+
+def test_maximum_length_cuts_at_a_word_boundary():
+    """Rule 3 waits for the word it falls in to end (a space, or 3 frames of silence), within a grace time."""
+    ep = EndpointConfig(max_utterance=1.0)  # 25 frames: frame 24 is in "hello" (frames 22-27)
+    path = "_" * 22 + "hel_lo" + "_" * 4 + "world" + "_" * 10
+    for cuts in ([], [24], [23, 27, 30], list(range(1, len(path)))):
+        finals = run_stream(path, cuts, endpoint=ep)
+        assert [f["text"] for f in finals] == ["hello"], cuts  # cut at frame 30, 3 blanks after the "o"
+    finals = run_stream("_" * 22 + "hel lo" + "_" * 10, [], endpoint=ep)
+    assert [f["text"] for f in finals] == ["hel"]  # a space is a boundary at once
 
 
 def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav, default_model):
@@ -259,7 +270,7 @@ def test_long_stream_keeps_buffers_bounded(model, rng):
             rec.result()
         s = rec.stream
         assert s.ready < 16 and s.samples.size < 400 + 16 * 160
-        assert s.frame - s.greedy.start_frame <= 500  # rule 3 bounds an utterance to 20 s
+        assert s.frame - s.greedy.start_frame <= 550  # rule 3 bounds an utterance to 20 s + 2 s of grace
     assert rec.stream.frame == 60 * 25 - 1 or rec.stream.frame >= 60 * 25 - 4
 
 
