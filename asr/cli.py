@@ -29,6 +29,27 @@ class UserError(Exception):
     """A mistake by the user: reported in one line, without a traceback."""
 
 
+SINGLE_STREAM_THREADS = 1  # one stream gains nothing from a second thread (benchmarks/rtf.py: greedy 1 thread
+# RTF 0.0093 against 0.0108 with 2) and loses 4-8x when the other core is busy
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=SINGLE_STREAM_THREADS,
+        help=f"torch CPU threads (default {SINGLE_STREAM_THREADS}: best for one stream, above all on a busy machine)",
+    )
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, not {threads}")
+    torch.set_num_threads(threads)
+
+
 def fail(message: str, code: int = 2) -> int:
     print(f"asr: error: {message}", file=sys.stderr)
     return code
@@ -56,6 +77,7 @@ def cmd_transcribe(args) -> int:
     from asr.audio import AudioError
 
     fmt = "json" if args.json else args.format
+    set_threads(args.threads)
     decoding = DecodingConfig.from_args(args)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None:
@@ -99,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--json", action="store_true", help="the same as --format json: one JSON object per file")
     t.add_argument("--output-dir", help="write FILE's stem + .FORMAT into this folder instead of printing")
+    add_threads_argument(t)
     DecodingConfig.add_arguments(t)
     t.set_defaults(func=cmd_transcribe)
     for name in DELEGATED:

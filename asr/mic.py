@@ -26,7 +26,7 @@ import wave
 
 from websockets.exceptions import WebSocketException
 
-from asr.cli import UserError
+from asr.cli import UserError, add_threads_argument, set_threads
 from asr.decoding_config import DecodingConfig
 from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cafile", default=None, help="certificate to trust for a wss:// server")
     p.add_argument("--save", default=None, metavar="WAV", help="also write the captured audio to this WAV file")
     p.add_argument("--json", action="store_true", help="print results as JSON lines (partials when they change)")
+    add_threads_argument(p)
     DecodingConfig.add_arguments(p)  # for the local model; a server decodes as it was started
     return p
 
@@ -254,6 +255,7 @@ def open_wav(path: str, rate: int):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    set_threads(args.threads)
     if args.seconds is not None and args.seconds <= 0:
         raise UserError("--seconds must be positive")
     sd = import_sounddevice()

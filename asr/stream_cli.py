@@ -12,6 +12,7 @@ import sys
 import time
 
 from asr.audio import SAMPLE_RATE, StreamResampler, open_audio_file
+from asr.cli import add_threads_argument, set_threads
 from asr.decoding_config import DecodingConfig
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=float, default=0.2, help="seconds of audio per accept_waveform call (default 0.2)")
     p.add_argument("--json", action="store_true", help="print every result as a JSON line")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
+    add_threads_argument(p)
     DecodingConfig.add_arguments(p)
     return p
 
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recognizer
 
     args = build_parser().parse_args(argv)
+    set_threads(args.threads)
     if args.chunk <= 0:
         raise ValueError(f"--chunk must be a positive number of seconds, not {args.chunk:g}")
     decoding = DecodingConfig.from_args(args)

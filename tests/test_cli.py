@@ -162,3 +162,10 @@ def test_stream_takes_the_rates_transcribe_takes(tmp_path, speech_wav):
         final = json.loads(streamed.stdout.strip().splitlines()[-1])
         offline = run_cli("transcribe", "--decoding", "greedy", path)
         assert final["text"] == offline.stdout.strip() and final["text"]
+
+
+def test_threads_option(capsys, speech_wav):
+    assert main(["transcribe", "--threads", "0", str(speech_wav)]) == 2
+    assert capsys.readouterr().err.strip() == "asr: error: --threads must be at least 1, not 0"
+    assert main(["stream", "--threads", "-2", str(speech_wav)]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
