@@ -35,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -297,6 +298,7 @@ class AsrServer:
         self.ids = itertools.count(1)
         self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
         self.connections: set[Connection] = set()  # open ones, for shutdown
+        self.opening: weakref.WeakSet = weakref.WeakSet()  # every websockets connection, handshaking ones too
         self.server = None
         self.worker = None
         self.stopping: asyncio.Future | None = None
@@ -320,6 +322,7 @@ class AsrServer:
                 ping_timeout=c.ping_timeout,
                 compression=None,  # PCM does not compress; deflate would cost CPU per connection
                 server_header="gru-asr",
+                create_connection=self._connection_class(),
             )
         except BaseException:
             self.worker.stop()
@@ -347,6 +350,11 @@ class AsrServer:
         self.server.close(close_connections=False)
         for conn in list(self.connections):
             conn.interrupt()
+        # connections still in the opening handshake have no stream to finish: they must not hold shutdown up
+        # until their open timeout (websockets tracks connections only once they are open)
+        for ws in list(self.opening):
+            if ws.state is State.CONNECTING and ws.transport is not None:
+                ws.transport.abort()
         try:
             await asyncio.wait_for(self.server.wait_closed(), self.config.shutdown_timeout)
         except TimeoutError:
@@ -359,6 +367,17 @@ class AsrServer:
         log.info("event=stopped")
 
     # -- websocket connections ------------------------------------------------------
+    def _connection_class(self):
+        """websockets' connection class, made to note every connection from its first byte (`self.opening`)."""
+        opening = self.opening
+
+        class NotedConnection(ServerConnection):
+            def connection_made(self, transport) -> None:
+                super().connection_made(transport)
+                opening.add(self)
+
+        return NotedConnection
+
     async def handler(self, ws: ServerConnection) -> None:
         n = next(self.ids)
         conn = Connection(self, ws, n if self.shared is None else f"{self.worker_index}.{n}")  # worker.connection

@@ -473,6 +473,21 @@ def start_subprocess_server(checkpoint, log, log_path, *options):
     raise AssertionError("server did not start")
 
 
+def test_shutdown_does_not_wait_for_a_connection_that_never_finished_its_handshake(model):
+    import socket
+
+    srv = BackgroundServer(model, ServerConfig(port=0, shutdown_timeout=10.0)).__enter__()
+    host, port = srv.url.removeprefix("ws://").split(":")
+    half_open = socket.create_connection((host, int(port)))  # TCP only: no HTTP upgrade request ever comes
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - start < 3.0  # not shutdown_timeout
+    finally:
+        half_open.close()
+
+
 def test_sigterm_finishes_open_streams(checkpoint, speech_pcm, tmp_path):
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
