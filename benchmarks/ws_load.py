@@ -145,9 +145,12 @@ def proc_stats(pid: int | None) -> dict:
     return total
 
 
-def server_metrics(url: str) -> dict:
+def server_metrics(url: str, token: str | None = None) -> dict:
+    request = urllib.request.Request(url.replace("ws", "http", 1) + "/metrics")
+    if token:  # a server with --token wants it for /metrics too
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url.replace("ws", "http", 1) + "/metrics", timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             text = r.read().decode()
     except OSError:
         return {}
@@ -198,11 +201,11 @@ async def run_level(args, url, pcm, n: int, rng) -> dict:
 
 
 def measure(args, url, pid, pcm, n, rng) -> dict:
-    before, stats0, t0, cpu0 = server_metrics(url), proc_stats(pid), time.monotonic(), time.process_time()
+    before, stats0, t0, cpu0 = server_metrics(url, args.token), proc_stats(pid), time.monotonic(), time.process_time()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed: clients cost less CPU
         results = runner.run(run_level(args, url, pcm, n, rng))
     wall, client_cpu = time.monotonic() - t0, time.process_time() - cpu0
-    after, stats1 = server_metrics(url), proc_stats(pid)
+    after, stats1 = server_metrics(url, args.token), proc_stats(pid)
     all_lat = np.array([x for r in results for _, x, _ in r["latencies"]]) * 1000
     lat = np.array([x for r in results for t, x, _ in r["latencies"] if t >= args.warmup]) * 1000
     partial = np.array([x for r in results for t, x, final in r["latencies"] if t >= args.warmup and not final]) * 1000

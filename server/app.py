@@ -69,7 +69,8 @@ class ServerConfig:
     idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
     max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
     sample_rate: int = 8000  # Hz, when the client's config does not say (as vosk-server: its browser samples rely on it)
-    token: str | None = None  # bearer token clients must present; None: no auth
+    token: str | None = None  # bearer token clients must present (and /metrics scrapers); None: no auth
+    metrics_public: bool = False  # /metrics without the token (scrapers on a private network); /healthz always
     certfile: str | None = None
     keyfile: str | None = None
     chunk_frames: int = DEFAULT_CHUNK_FRAMES  # feature frames per model step
@@ -402,6 +403,12 @@ class AsrServer:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")
         if "websocket" not in request.headers.get("Upgrade", "").lower():
+            if path == "/metrics" and self.config.token and not self.config.metrics_public:
+                if not authorized(request, query, self.config.token):
+                    self.metrics.error("unauthorized")
+                    response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
+                    return response
             return self.http_get(path)
         if self.stopping.done():
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
@@ -548,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Hz of a client's audio when its config does not say (default {d.sample_rate}, as vosk-server)",
     )
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"), help="require this bearer token (env ASR_TOKEN)")
+    p.add_argument(
+        "--metrics-public", action="store_true", help="serve /metrics without the token (/healthz never needs it)"
+    )
     p.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not inside --certfile")
     p.add_argument(
@@ -605,6 +615,7 @@ def config_from_args(args) -> ServerConfig:
         max_stream_seconds=args.max_stream_seconds,
         sample_rate=args.sample_rate,
         token=args.token or None,
+        metrics_public=args.metrics_public,
         certfile=args.certfile,
         keyfile=args.keyfile,
         chunk_frames=args.chunk_frames,

@@ -352,6 +352,15 @@ def test_bearer_token(model):
         assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer s3cret"})) == {"text": ""}
         assert asyncio.run(attempt(srv.url + "/?token=s3cret")) == {"text": ""}  # browsers cannot set headers
         assert http_get(srv.url, "/healthz")[0] == 200  # probes need no token
+        assert http_get(srv.url, "/metrics")[0] == 401  # metrics do
+        assert http_get(srv.url, "/metrics?token=s3cret")[0] == 200
+        request = urllib.request.Request(srv.url.replace("ws://", "http://") + "/metrics")
+        request.add_header("Authorization", "Bearer s3cret")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200 and "gru_asr_" in r.read().decode()
+    with BackgroundServer(model, ServerConfig(port=0, token="s3cret", metrics_public=True)) as srv:
+        assert http_get(srv.url, "/metrics")[0] == 200  # --metrics-public: scrapers on a private network
+        assert asyncio.run(attempt(srv.url)) == 401
 
 
 def test_tls_with_self_signed_certificate(model, speech_pcm, tmp_path):
