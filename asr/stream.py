@@ -344,7 +344,8 @@ class BatchEngine:
         streams = list(dict.fromkeys(streams))  # once each
         for stream in streams:
             stream.end_input()
-        self.run()
+        while ready := [s for s in streams if s.ready >= self.chunk_frames]:  # their queued audio, not others'
+            self._advance(ready, self.chunk_frames)
         plans, by_frames = [], {}
         for stream in streams:
             real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding

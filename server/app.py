@@ -231,7 +231,7 @@ class Connection:
             reason = f"stream longer than {self.app.config.max_stream_seconds:g} s"
             self.log("error", logging.WARNING, kind="too_long", detail=json.dumps(reason))
             raise Closing(CLOSE_POLICY, reason, protocol.dumps(reply))
-        return await self.app.worker.call(lambda e: stream.push(data), lambda e: _reply(stream))
+        return await self.app.worker.call(lambda e: stream.push(data), lambda e: _reply(stream), stream=stream)
 
     async def ensure_stream(self):
         if self.stream is None:

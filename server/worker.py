@@ -21,6 +21,7 @@ from asr.stream import BatchEngine
 from server.metrics import Metrics
 
 log = logging.getLogger("asr.server")
+MAX_ROUNDS = 4  # engine steps per batch: a real-time client's message needs 1-2; a 33 s one waits its turn
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Job:
     future: asyncio.Future | None
     loop: asyncio.AbstractEventLoop | None
     flush: object = None  # a stream to end with a final result after stepping (flushed with the others)
+    stream: object = None  # the stream whose audio the reply waits for (its backlog decoded first)
     value: object = None
     error: BaseException | None = None
 
@@ -50,6 +52,7 @@ class EngineWorker:
         self.metrics = metrics
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.retired: collections.deque = collections.deque()  # removed streams, freed when idle
+        self.waiting: list[Job] = []  # jobs whose stream still has audio queued: replied in a later batch
         self.thread = threading.Thread(target=self._loop, name="asr-engine", daemon=True)
 
     def start(self) -> None:
@@ -59,15 +62,17 @@ class EngineWorker:
         self.jobs.put(None)
         self.thread.join()
 
-    def call(self, before=None, after=None, flush=None) -> asyncio.Future:
+    def call(self, before=None, after=None, flush=None, stream=None) -> asyncio.Future:
         """Run `before(engine)` and `after(engine)` in the worker; the future gets after's value (else before's).
 
-        `flush`: a stream whose utterance ends before `after` (`BatchEngine.flush`); the streams of all jobs
-        taken together are flushed together, in shared forward passes.
+        `stream`: the reply waits until that stream's queued audio is decoded, which for a big message takes
+        several batches (each stream gets at most MAX_ROUNDS chunks per batch, so one client's backlog does not
+        hold the others' replies up). `flush`: a stream whose utterance ends before `after` (`BatchEngine.flush`),
+        once its audio is decoded; the streams of all jobs ready together are flushed together.
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.jobs.put(Job(before, after, future, loop, flush))
+        self.jobs.put(Job(before, after, future, loop, flush, stream if stream is not None else flush))
         return future
 
     def post(self, before) -> None:
@@ -87,9 +92,12 @@ class EngineWorker:
     def _loop(self) -> None:
         while True:
             try:
-                jobs = [self.jobs.get(block=not self.retired)]
-            except queue.Empty:  # idle: free one retired stream, then look for work again
-                self.retired.popleft()
+                jobs = [self.jobs.get(block=not self.retired and not self.waiting)]
+            except queue.Empty:
+                if self.waiting:  # backlogs to decode: a batch without new jobs
+                    self._process([])
+                else:  # idle: free one retired stream, then look for work again
+                    self.retired.popleft()
                 continue
             while jobs[-1] is not None:
                 try:
@@ -98,23 +106,38 @@ class EngineWorker:
                     break
             stop = jobs[-1] is None
             jobs = [j for j in jobs if j is not None]
-            if jobs:
+            if jobs or self.waiting:
                 self._process(jobs)
             if stop:
+                while self.waiting:  # every stream gets its reply before the worker ends
+                    self._process([])
                 return
 
-    def _process(self, jobs: list[Job]) -> None:
+    def _process(self, new: list[Job]) -> None:
+        """One batch: the new jobs' `before`s, at most MAX_ROUNDS engine steps, then the replies of the jobs
+        whose stream has no full chunk left (flushed together where asked); the others wait for the next batch."""
         start = time.perf_counter()
-        for job in jobs:
+        for job in new:
             job.run(job.before, self.engine)
-        sizes = []
+        jobs, sizes = self.waiting + new, []
         try:
-            while n := self.engine.step():
+            for _ in range(MAX_ROUNDS):
+                n = self.engine.step()
+                if not n:
+                    break
                 sizes.append(n)
         except Exception as exc:
             log.exception("event=engine_failure")
             for job in jobs:
                 job.error = job.error or exc
+        chunk = self.engine.chunk_frames
+        done = [
+            j
+            for j in jobs  # caught up, or gone (its connection dropped: nothing to wait for)
+            if j.error is not None or j.stream is None or j.stream.ready < chunk or j.stream.slot < 0
+        ]
+        self.waiting = [j for j in jobs if not any(j is d for d in done)]
+        jobs = done
         flushing = [j for j in jobs if j.flush is not None and j.error is None]
         if flushing:
             try:

@@ -564,6 +564,9 @@ def test_a_killed_worker_is_replaced(model, checkpoint, speech_pcm, tmp_path):
     with open(log_path, "w") as log:
         proc, url = start_subprocess_server(checkpoint, log, log_path, "--workers", "2")
     try:
+        deadline = time.monotonic() + 30  # the parent logs its workers' pids after the first one listens
+        while "event=workers" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         line = next(ln for ln in log_path.read_text().splitlines() if "event=workers" in ln)
         victim = int(line.split("pids=")[1].split(",")[0])
         time.sleep(5.5)  # workers dying sooner after their start stop the server instead
@@ -584,3 +587,41 @@ def test_a_killed_worker_is_replaced(model, checkpoint, speech_pcm, tmp_path):
 
 async def _streams(url, chunks, n):
     return await asyncio.gather(*(stream(url, chunks) for _ in range(n)))
+
+
+def test_a_client_sending_huge_messages_does_not_hold_up_real_time_clients(server, model, speech_pcm):
+    """2 clients send 1 MiB messages (33 s of audio each) back to back beside 20 real-time clients: each stream
+    gets at most a few chunks per batch, so the real-time replies stay fast, and every transcript is right."""
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(16000 * 100) * 300).astype("<i2").tobytes()
+    huge = split((speech_pcm + noise)[: 3 * (1 << 20)], 1 << 20)  # 3 messages of 1 MiB
+    live = split(speech_pcm, 6400)  # 0.2 s messages
+
+    async def realtime(url):
+        latencies = []
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": 16000}}))
+            replies, start = [], time.monotonic()
+            for i, chunk in enumerate(live):
+                await asyncio.sleep(max(0.0, start + i * 0.2 - time.monotonic()))
+                sent = time.perf_counter()
+                await ws.send(chunk)
+                replies.append(json.loads(await ws.recv()))
+                latencies.append(time.perf_counter() - sent)
+            await ws.send('{"eof" : 1}')
+            replies.append(json.loads(await ws.recv()))
+        return replies, latencies
+
+    async def hostile(url):
+        await asyncio.sleep(0.3)  # while the real-time clients stream
+        return await stream(url, huge, {"sample_rate": 16000})
+
+    async def run():
+        return await asyncio.gather(*[realtime(server.url) for _ in range(20)], hostile(server.url), hostile(server.url))
+
+    results = asyncio.run(run())
+    expected_live, expected_huge = offline(model, live), offline(model, huge)
+    latencies = [x for replies, lat in results[:20] for x in lat]
+    assert all(replies == expected_live for replies, _ in results[:20])
+    assert results[20] == results[21] == expected_huge
+    assert np.percentile(latencies, 95) <= 0.1, np.percentile(latencies, 95)
