@@ -402,6 +402,16 @@ class AsrServer:
     # -- HTTP ------------------------------------------------------------------------------
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")
+        method = getattr(request, "method", "GET")
+        if method == "HEAD":  # the headers a GET would get, no body
+            response = self.http_get(path)
+            response.headers["Content-Length"] = str(len(response.body))
+            response.body = b""
+            return response
+        if method != "GET":
+            response = text_response(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not supported here\n")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             if path == "/metrics" and self.config.token and not self.config.metrics_public:
                 if not authorized(request, query, self.config.token):

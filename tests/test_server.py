@@ -625,3 +625,14 @@ def test_a_client_sending_huge_messages_does_not_hold_up_real_time_clients(serve
     assert all(replies == expected_live for replies, _ in results[:20])
     assert results[20] == results[21] == expected_huge
     assert np.percentile(latencies, 95) <= 0.1, np.percentile(latencies, 95)
+
+
+def test_head_gets_headers_only_and_other_methods_405(server):
+    base = server.url.replace("ws://", "http://")
+    with urllib.request.urlopen(urllib.request.Request(base + "/healthz", method="HEAD"), timeout=10) as r:
+        assert r.status == 200 and int(r.headers["Content-Length"]) > 0 and r.read() == b""
+    for method in ("POST", "PUT", "DELETE"):  # without a body: websockets' parser closes on request bodies
+        request = urllib.request.Request(base + "/healthz", method=method)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=10)
+        assert err.value.code == 405 and err.value.headers["Allow"] == "GET, HEAD"
