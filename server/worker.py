@@ -136,7 +136,8 @@ class EngineWorker:
             for j in jobs  # caught up, or gone (its connection dropped: nothing to wait for)
             if j.error is not None or j.stream is None or j.stream.ready < chunk or j.stream.slot < 0
         ]
-        self.waiting = [j for j in jobs if not any(j is d for d in done)]
+        finished = {id(j) for j in done}
+        self.waiting = [j for j in jobs if id(j) not in finished]
         jobs = done
         flushing = [j for j in jobs if j.flush is not None and j.error is None]
         if flushing:
