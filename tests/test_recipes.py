@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_asterisk_tree
+from test_queen_speech import make_queen_tree
+from test_sky_speech import make_sky_tree
 
 from asr.checkpoint import load_checkpoint
 
@@ -61,6 +63,7 @@ def test_librispeech_recipe_on_the_real_sample(tmp_path, shared_data):
 def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
     conf = tmp_path / "tiny.json"
     conf.write_text(json.dumps(TINY))
+    make_sky_tree(tmp_path / "sky")
     out = run_recipe(
         "default_en",
         tmp_path / "work",
@@ -71,6 +74,9 @@ def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
             "NUM_UNSEEN": "3",
             "ALNUM_LIMIT": "3",
             "ASTERISK_EXTRACTED": str(make_asterisk_tree(tmp_path / "asterisk")),  # offline: no apt-get download
+            "QUEEN_EXTRACTED": str(make_queen_tree(tmp_path / "queen")),
+            "SKY_EXTRACTED": str(tmp_path / "sky"),
+            "SKY_LIMIT": "2",
             "DATA": str(shared_data),
         },
     )
@@ -79,6 +85,9 @@ def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
         assert "alnum_train:" in out and (work / "labels" / "alnum.tsv").read_text().count("\n") == 4
     manifests = {p.stem: sum(1 for _ in p.open()) for p in (work / "manifests").glob("*.jsonl")}
     assert manifests["asterisk_train"] == 3 and "asterisk_train: 3 prompts" in out
+    assert manifests["queen_train"] == 13 and "sky_speech: 3 clips" in out
+    if "labels skipped" not in out:  # the teacher is installed: two of the (tone) clips transcribed, judged
+        assert "sky_train:" in out and (work / "labels" / "sky.tsv").read_text().count("\n") == 3
     assert manifests["synth_train"] == 24 and manifests["fsdd_test"] == 500 and manifests["so762_dev"] > 0
     assert "WER" in (work / "eval_greedy.txt").read_text() and "WER" in (work / "eval_beam.txt").read_text()
     assert load_checkpoint(work / "default_en.pt").tokens[0] == "<blank>"

