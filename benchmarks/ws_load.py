@@ -3,6 +3,7 @@
     python benchmarks/ws_load.py --clients 50,100,200,300                 # starts `asr serve` (default model)
     python benchmarks/ws_load.py --random-model --clients 50,100          # no trained model yet: same size, random
     python benchmarks/ws_load.py --url ws://host:2700 --pid 1234          # a server already running
+    python benchmarks/ws_load.py --via nginx --clients 50,100              # also through nginx: its added latency
 
 Each client streams real speech (../shared/data/real_en, else synthesized) as
 16 kHz int16 PCM in `--chunk` second messages at real-time pace, starting at a
@@ -13,7 +14,10 @@ finals as `--decoding` says (beam search with the default LM, or greedy). The cl
 the server in another. Latency percentiles leave out each stream's first
 --warmup seconds, while the other clients are still connecting (`p95 all`
 counts them). Prints a table, writes JSON (--out), and names the largest N whose
-p95 latency is at most --target-ms.
+p95 latency is at most --target-ms. With --via nginx, each level runs twice, straight
+to the server and through nginx on loopback (deploy/nginx/gru-asr.conf, as
+deploy/nginx/loopback.py renders it for one machine), and the proxy's added
+p50/p95 latency is printed beside the direct figures.
 """
 
 from __future__ import annotations
@@ -299,6 +303,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default ../shared/data/real_en)")
     p.add_argument("--target-ms", type=float, default=TARGET_MS, help="p95 latency limit (default 100)")
     p.add_argument("--out", type=Path, default=Path("ws_load.json"), help="JSON results (default ws_load.json)")
+    p.add_argument("--via", choices=("direct", "nginx"), default="direct", help="nginx: each level also via nginx")
     args = p.parse_args(argv)
     args.clients = [int(x) for x in args.clients.split(",") if x.strip()]
 
@@ -310,17 +315,36 @@ def main(argv=None) -> int:
         proc, url = start_server(args)
         pid = proc.pid
     rng = np.random.default_rng(0)
-    rows = []
+    rows, lb = [], None
     try:
+        routes = {"direct": url}
+        if args.via == "nginx":
+            sys.path.insert(0, str(REPO / "deploy" / "nginx"))
+            from loopback import Nginx
+
+            lb = Nginx([int(url.rsplit(":", 1)[1])]).start()
+            routes["nginx"] = lb.url
         print(format_header(), flush=True)
         for n in args.clients:
-            rows.append(measure(args, url, pid, pcm, n, rng))
-            print(format_row(rows[-1]), flush=True)
+            for via, route in routes.items():
+                rows.append({**measure(args, route, pid, pcm, n, rng), "via": via})
+                print(format_row(rows[-1]) + (f"  ({via})" if lb else ""), flush=True)
+            if lb:
+                d, v = rows[-2], rows[-1]
+                added = {q: round(v[q] - d[q], 1) if None not in (v[q], d[q]) else None for q in ("p50_ms", "p95_ms")}
+                rows[-1]["added_by_proxy_ms"] = added
+                print(f"nginx adds p50 {added['p50_ms']} ms, p95 {added['p95_ms']} ms at {n} clients", flush=True)
     finally:
+        if lb:
+            lb.stop()
         if proc:
             proc.terminate()
             proc.wait(timeout=30)
-    ok = [r["clients"] for r in rows if r["p95_ms"] is not None and r["p95_ms"] <= args.target_ms and not r["errors"]]
+    ok = [
+        r["clients"]
+        for r in rows
+        if r["via"] == "direct" and r["p95_ms"] is not None and r["p95_ms"] <= args.target_ms and not r["errors"]
+    ]
     best = max(ok) if ok else None
     print(f"max clients with p95 <= {args.target_ms:g} ms and no errors: {best if best is not None else 'none'}")
     info = {
@@ -332,7 +356,7 @@ def main(argv=None) -> int:
         "model": args.model,
     }
     info.update(random_model=args.random_model, server_workers=args.server_workers, server_threads=args.server_threads)
-    info.update(decoding=args.decoding, beam_size=args.beam_size)
+    info.update(decoding=args.decoding, beam_size=args.beam_size, via=args.via)
     args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -31,6 +31,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import signal
 import sys
 import threading
@@ -78,6 +79,9 @@ class ServerConfig:
     ping_timeout: float | None = 20.0  # seconds
     max_queue: int = 4  # messages websockets buffers per connection before pausing the socket
     shutdown_timeout: float = 10.0  # seconds open streams get to finish on SIGTERM
+    drain_seconds: float = 0.0  # on SIGTERM, first refuse new streams (503, /healthz 503) this long while open
+    # ones go on; then the rest get their final results (behind a load balancer: it moves new connections away)
+    trust_proxy: bool = False  # log the client address a proxy puts in X-Forwarded-For (only behind one)
     static_dir: Path = STATIC_DIR
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # when utterances end
 
@@ -303,6 +307,7 @@ class AsrServer:
         self.server = None
         self.worker = None
         self.stopping: asyncio.Future | None = None
+        self.draining = False  # refusing new streams, open ones going on (drain())
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -341,6 +346,18 @@ class AsrServer:
         scheme = "wss" if self.config.certfile else "ws"
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"{scheme}://{host}:{self.port}"
+
+    async def drain(self, seconds: float | None = None) -> None:
+        """Refuse new streams (HTTP 503; /healthz and /readyz answer 503) while the open ones go on, until they
+        have all ended or `seconds` (default config.drain_seconds) have passed; then shut down."""
+        seconds = self.config.drain_seconds if seconds is None else seconds
+        if seconds > 0 and not self.stopping.done():
+            self.draining = True
+            log.info("event=drain connections=%d seconds=%g", self.metrics.connections, seconds)
+            deadline = asyncio.get_running_loop().time() + seconds
+            while self.connections and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+        await self.shutdown()
 
     async def shutdown(self) -> None:
         """Stop accepting; every open stream gets its final result and close 1001; stop the worker."""
@@ -383,7 +400,9 @@ class AsrServer:
         n = next(self.ids)
         conn = Connection(self, ws, n if self.shared is None else f"{self.worker_index}.{n}")  # worker.connection
         self.metrics.opened()
-        conn.log("open", peer=_peer(ws), path=json.dumps(ws.request.path.split("?")[0]))
+        via = {"via": _peer(ws)} if self.config.trust_proxy and forwarded_for(ws.request) else {}
+        peer = forwarded_for(ws.request) if via else _peer(ws)
+        conn.log("open", peer=peer, **via, path=json.dumps(ws.request.path.split("?")[0]))
         self.connections.add(conn)
         try:
             await conn.serve()
@@ -420,7 +439,7 @@ class AsrServer:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
                     return response
             return self.http_get(path)
-        if self.stopping.done():
+        if self.stopping.done() or self.draining:
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
         if self.config.token and not authorized(request, query, self.config.token):
             self.metrics.error("unauthorized")
@@ -449,15 +468,21 @@ class AsrServer:
         return ok
 
     def http_get(self, path: str) -> Response:
-        if path == "/healthz":
+        if path in ("/healthz", "/readyz"):
+            connections = self.metrics.connections if self.shared is None else self.shared.total()
+            status = "stopping" if self.stopping.done() else "draining" if self.draining else "ok"
             body = {
-                "status": "stopping" if self.stopping.done() else "ok",
-                "connections": self.metrics.connections if self.shared is None else self.shared.total(),
+                "status": status,
+                "connections": connections,
                 "max_connections": self.config.max_connections,
                 "model": Path(str(getattr(self.model, "source", "in-memory"))).name,  # not this machine's paths
                 "version": asr_version,
             }
-            return http_response(HTTPStatus.OK, json.dumps(body) + "\n", "application/json")
+            # /healthz: alive and taking streams (503 while draining or stopping: a balancer moves new ones
+            # away); /readyz: also has room for one more (503 at --max-connections)
+            ok = status == "ok" and (path == "/healthz" or connections < self.config.max_connections)
+            code = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+            return http_response(code, json.dumps(body) + "\n", "application/json")
         if path == "/metrics":
             peers = self.shared.peer_snapshots(self.worker_index) if self.shared is not None else ()
             body = self.metrics.render(peers)
@@ -474,6 +499,14 @@ def _peer(ws: ServerConnection) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "?"
 
 
+def forwarded_for(request: Request) -> str:
+    """The client's address as the nearest proxy saw it: the last entry of X-Forwarded-For ("" without one).
+    Earlier entries are whatever the client claimed; only the proxy's own is worth logging."""
+    header = ",".join(request.headers.get_all("X-Forwarded-For"))
+    last = header.rsplit(",", 1)[-1].strip()
+    return last if re.fullmatch(r"[0-9A-Fa-f:.\[\]]{2,64}", last) else ""
+
+
 # -- running it --------------------------------------------------------------------------
 
 
@@ -484,7 +517,7 @@ async def run_until_signalled(app: AsrServer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await app.shutdown()
+    await app.drain()
 
 
 def loop_factory(kind: str = "auto"):
@@ -590,6 +623,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="server processes on the one port, each with its own engine (default 1)"
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (0: torch's default)")
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=d.drain_seconds,
+        help="on SIGTERM, refuse new streams (503, /healthz 503) this long while open ones finish, then end them"
+        " with their final results (default 0: at once)",
+    )
+    p.add_argument(
+        "--trust-proxy", action="store_true", help="log the client address from X-Forwarded-For (behind a proxy)"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -613,6 +656,8 @@ def config_from_args(args) -> ServerConfig:
         raise ValueError("--workers > 1 needs a PyTorch model (ONNX Runtime sessions do not survive fork)")
     if args.threads < 0:
         raise ValueError("--threads must be 0 (torch's default) or more")
+    if not args.drain_seconds >= 0 or args.drain_seconds == float("inf"):
+        raise ValueError(f"--drain-seconds must be a number of seconds >= 0, not {args.drain_seconds}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a port number")
     make_ssl_context(args.certfile, args.keyfile)  # fail before loading the model
@@ -629,6 +674,8 @@ def config_from_args(args) -> ServerConfig:
         certfile=args.certfile,
         keyfile=args.keyfile,
         chunk_frames=args.chunk_frames,
+        drain_seconds=args.drain_seconds,
+        trust_proxy=args.trust_proxy,
     )
 
 

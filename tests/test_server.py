@@ -443,6 +443,9 @@ def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == "asr: error: --threads must be 0 (torch's default) or more"
     assert main(["--model", str(checkpoint), "--workers", "0"]) == 2
     assert capsys.readouterr().err.strip() == "asr: error: --workers must be at least 1"
+    for bad in ("-1", "nan", "inf"):
+        assert main(["--model", str(checkpoint), "--drain-seconds", bad]) == 2
+        assert "--drain-seconds must be a number of seconds >= 0" in capsys.readouterr().err
     assert main(["--model", str(checkpoint), "--workers", "2", "--device", "cuda"]) == 2
     assert "--workers > 1 serves on the CPU" in capsys.readouterr().err
     with socket.socket() as taken:
@@ -524,6 +527,59 @@ def test_sigterm_finishes_open_streams(checkpoint, speech_pcm, tmp_path):
     log = (tmp_path / "server.log").read_text()
     assert "event=shutdown" in log and "event=stopped" in log and "Traceback" not in log
     assert "conn=1 event=open" in log and "conn=1 event=close code=1001" in log
+
+
+def test_drain_refuses_new_streams_while_open_ones_finish(model, speech_pcm):
+    """What a replica does behind a load balancer on SIGTERM with --drain-seconds (AsrServer.drain)."""
+    chunks = split(speech_pcm, 3200)
+    config = ServerConfig(port=0, endpoint=ENDPOINT, sample_rate=16000, max_connections=2)
+    with BackgroundServer(model, config) as srv:
+        assert http_get(srv.url, "/readyz")[0] == 200
+
+        async def run():
+            async with connect(srv.url) as ws:
+                await ws.send('{"config": {"sample_rate": 16000}}')
+                for chunk in chunks[:5]:
+                    await ws.send(chunk)
+                    await ws.recv()
+                async with connect(srv.url):  # full: /readyz says so, /healthz does not
+                    assert http_get(srv.url, "/readyz")[0] == 503 and http_get(srv.url, "/healthz")[0] == 200
+                drained = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(srv.app.drain(30), srv.loop))
+                await asyncio.sleep(0.2)
+                status, _, body = await asyncio.to_thread(http_get, srv.url, "/healthz")
+                assert status == 503 and json.loads(body)["status"] == "draining"
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(srv.url)
+                assert refused.value.response.status_code == 503
+                for chunk in chunks[5:]:  # the open stream goes on as before
+                    await ws.send(chunk)
+                    reply = json.loads(await ws.recv())
+                    assert "partial" in reply or "text" in reply
+                await ws.send('{"eof" : 1}')
+                final = json.loads(await ws.recv())
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+            start = time.monotonic()
+            await drained  # the last stream has ended: the drain does not wait out its 30 s
+            return final, closed.value.rcvd.code, time.monotonic() - start
+
+        final, code, waited = asyncio.run(run())
+        assert "text" in final and code == 1000 and waited < 5
+
+
+def test_forwarded_for_is_the_address_the_proxy_saw():
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request
+
+    from server.app import forwarded_for
+
+    def request(*values):
+        return Request("/", Headers([("X-Forwarded-For", v) for v in values]))
+
+    assert forwarded_for(request("203.0.113.7")) == "203.0.113.7"
+    assert forwarded_for(request("1.2.3.4, 203.0.113.7")) == "203.0.113.7"  # the client's own claim comes first
+    assert forwarded_for(request("1.2.3.4", "2001:db8::1")) == "2001:db8::1"
+    assert forwarded_for(request("evil=1 x")) == "" and forwarded_for(Request("/", Headers())) == ""
 
 
 def test_workers_share_the_port_the_limit_and_the_metrics(model, checkpoint, speech_pcm, tmp_path):

@@ -139,6 +139,42 @@ def test_ddp_time_budget_stops_every_rank_at_the_same_step(corpus, tmp_path):
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("rendezvous", ["static", "c10d"])
+def test_two_nodes_over_loopback(corpus, tmp_path, rendezvous):
+    """Two torchrun agents, one process each, meeting as two machines would: "static" is the recipes' command
+    (recipes/corpus_stages.sh: --nnodes, --node_rank, --master_addr/--master_port of node 0), "c10d" torchrun's
+    dynamic rendezvous (--rdzv-backend c10d --rdzv-endpoint, the same command on every node)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "nodes"
+    train_args = ["-m", "asr.train", *_args(corpus, out, "--max-steps", "3", "--log-every", "1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = []
+    for node in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+        if rendezvous == "static":
+            cmd += ["--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port)]
+        else:
+            cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "loopback-test"]
+        log = open(tmp_path / f"node{node}.log", "w")
+        procs.append((subprocess.Popen([*cmd, *train_args], cwd=REPO, stdout=log, stderr=log, env=env), log))
+    try:
+        codes = [proc.wait(timeout=180) for proc, _ in procs]
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    logs = [(tmp_path / f"node{node}.log").read_text() for node in range(2)]
+    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
+    assert [r["step"] for r in _log(out)] == [1, 2, 3]  # one log: global rank 0 alone writes
+
+
 def test_init_fine_tunes_from_a_model(corpus, tmp_path):
     """--init takes the model's architecture, weights and feature statistics; training then moves the weights."""
     base = tmp_path / "base"
