@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(
     reason="nginx is not installed (apt-get install nginx)",
 )
 CHUNK = 3200  # bytes: 0.1 s of 16 kHz int16
+BEARER = {"Authorization": "Bearer s3cret"}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +93,9 @@ def cluster(tmp_path):
             r.stop()
 
 
-async def stream(url: str, pcm: bytes, pause: float = 0.0) -> dict:
+async def stream(url: str, pcm: bytes, pause: float = 0.0, **kw) -> dict:
     """Stream one clip (reply after each 0.1 s message), then eof: {'text', 'upstream', 'close'}."""
-    async with connect(url, open_timeout=30) as ws:
+    async with connect(url, open_timeout=30, **kw) as ws:
         await ws.send(json.dumps({"config": {"sample_rate": 16000}}))
         texts = []
         for i in range(0, len(pcm), CHUNK):
@@ -205,3 +206,34 @@ def test_a_killed_replica_closes_its_streams_and_the_others_go_on(cluster, clips
     assert all(r["text"] and r["close"] == 1000 and r["upstream"] != b.address for r in kept)
     assert len(kept) + len(lost) == 30 and len(kept) >= 15
     assert all(r["text"] and b.address not in r["upstream"].split(", ")[-1] for r in later)
+
+
+def test_tls_ends_at_nginx_and_the_token_passes_through(tmp_path, clips):
+    """The documented production path: wss:// to nginx, plain ws:// to replicas that check the bearer token."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    replicas = [Replica(tmp_path, name, "--token", "s3cret") for name in "ab"]
+    try:
+        for r in replicas:
+            r.wait_listening()
+        direct = asyncio.run(stream(f"ws://{replicas[0].address}", clips[0], additional_headers=BEARER))["text"]
+        with Nginx([r.port for r in replicas], cert=(str(cert), str(key))) as lb:
+            assert lb.url.startswith("wss://")
+            context = ssl.create_default_context(cafile=str(cert))
+            via_header = asyncio.run(stream(lb.url, clips[0], ssl=context, additional_headers=BEARER))
+            via_query = asyncio.run(stream(lb.url + "/?token=s3cret", clips[0], ssl=context))
+            assert via_header["text"] == via_query["text"] == direct and via_header["close"] == 1000
+            with pytest.raises(InvalidStatus) as refused:
+                asyncio.run(stream(lb.url, clips[0], ssl=context))
+            assert refused.value.response.status_code == 401  # the replica's answer, passed back
+    finally:
+        for r in replicas:
+            r.stop()
