@@ -71,6 +71,38 @@ def load_audio(source, sample_rate: int | None = None) -> np.ndarray:
     return resample(samples, int(sample_rate), SAMPLE_RATE)
 
 
+def audio_blocks(source, sample_rate: int | None = None, seconds: float = 30.0):
+    """(duration in seconds, an iterator of mono float32 SAMPLE_RATE blocks) of a file read `seconds` at a
+    time, or of an array (one block); the blocks joined equal load_audio(source, sample_rate) and memory
+    stays bounded by the block, however long the file. A file's duration is its header's (an MP3's is an
+    estimate): the blocks are the truth."""
+    if not isinstance(source, (str, Path)):
+        samples = load_audio(source, sample_rate)
+        return len(samples) / SAMPLE_RATE, iter([samples] if samples.size else [])
+    f = open_audio_file(source)
+    duration = f.frames / f.samplerate if f.samplerate else 0.0
+
+    def blocks():
+        with f:
+            resampler = StreamResampler(f.samplerate)
+            try:
+                size = max(1, int(seconds * f.samplerate))
+                while True:  # read() until it runs dry: an MP3 header's frame count is only an estimate
+                    block = f.read(size, dtype="float32", always_2d=True)
+                    if not len(block):
+                        break
+                    out = resampler.accept(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
+                    if out.size:
+                        yield out
+            except Exception as exc:
+                raise AudioError(f"{source}: cannot read audio ({_first_line(exc)})") from None
+            last = resampler.flush()
+            if last.size:
+                yield last
+
+    return duration, blocks()
+
+
 def pad_tail(samples: np.ndarray) -> np.ndarray:
     """`samples` (16 kHz) followed by TAIL_PADDING seconds of zeros.
 

@@ -89,7 +89,7 @@ def cmd_transcribe(args) -> int:
     failures = 0
     for path in args.files:
         try:
-            result = asr.transcribe(model, path, decoding=decoding)
+            result = asr.transcribe(model, path, decoding=decoding, progress=sys.stderr.isatty())
         except AudioError as exc:
             fail(str(exc))
             failures += 1

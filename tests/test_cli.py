@@ -169,3 +169,29 @@ def test_threads_option(capsys, speech_wav):
     assert capsys.readouterr().err.strip() == "asr: error: --threads must be at least 1, not 0"
     assert main(["stream", "--threads", "-2", str(speech_wav)]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_long_files_are_read_in_blocks_with_the_whole_files_result(default_model, tmp_path, monkeypatch, capsys):
+    """A 70 s stereo 44.1 kHz file read 7 s at a time (streaming resampler and frontend) says what the whole
+    signal says: the same words at the same times (confidences within float noise)."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.audio import load_audio, resample
+    from asr.decoding_config import DecodingConfig
+
+    clip = resample(load_audio(REPO / "examples" / "hello.wav"), 16000, 44100)
+    gap = np.zeros(44100 * 2, np.float32)
+    mono = np.concatenate([np.concatenate([clip, gap])] * 14)[: 70 * 44100]
+    path = tmp_path / "long.wav"
+    sf.write(path, np.stack([mono, 0.5 * mono], axis=1), 44100, subtype="FLOAT")
+    greedy = DecodingConfig(method="greedy")
+    whole = asr.transcribe(default_model, load_audio(path), decoding=greedy)
+    monkeypatch.setattr(asr, "TRANSCRIBE_BLOCK_SECONDS", 7.0)
+    blocks = asr.transcribe(default_model, path, decoding=greedy, progress=True)
+    assert blocks["text"] == whole["text"] and blocks["duration"] == whole["duration"] == 70.0
+    assert [(w["word"], w["start"], w["end"]) for w in blocks["words"]] == [
+        (w["word"], w["start"], w["end"]) for w in whole["words"]
+    ]
+    assert max(abs(a["conf"] - b["conf"]) for a, b in zip(blocks["words"], whole["words"], strict=True)) < 0.01
+    assert whole["text"].count("test") >= 10
