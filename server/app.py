@@ -53,7 +53,7 @@ from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
 from server import protocol
 from server.metrics import Metrics
 from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
-from server.web import authorized, http_response, make_ssl_context, static_file, text_response
+from server.web import AuthFailures, authorized, http_response, make_ssl_context, static_file, text_response
 from server.worker import EngineWorker
 from server.workers import listen, publish_metrics, run_workers
 
@@ -308,6 +308,7 @@ class AsrServer:
         self.worker = None
         self.stopping: asyncio.Future | None = None
         self.draining = False  # refusing new streams, open ones going on (drain())
+        self.auth_failures = AuthFailures()  # wrong tokens per client address (HTTP 429 after too many)
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -433,20 +434,16 @@ class AsrServer:
             return response
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             if path == "/metrics" and self.config.token and not self.config.metrics_public:
-                if not authorized(request, query, self.config.token):
-                    self.metrics.error("unauthorized")
-                    response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
-                    response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
-                    return response
+                refused = self._check_token(connection, request, query)
+                if refused is not None:
+                    return refused
             return self.http_get(path)
         if self.stopping.done() or self.draining:
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
-        if self.config.token and not authorized(request, query, self.config.token):
-            self.metrics.error("unauthorized")
-            log.warning("event=error kind=unauthorized peer=%s", _peer(connection))
-            response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
-            return response
+        if self.config.token:
+            refused = self._check_token(connection, request, query)
+            if refused is not None:
+                return refused
         if not self._admit(connection):
             self.metrics.error("over_capacity")
             log.warning(
@@ -454,6 +451,31 @@ class AsrServer:
             )
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections, try again later\n")
         return None
+
+    def _check_token(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
+        """None when the request has the token; else 401, or 429 for an address with too many wrong ones."""
+        client = self._client_address(connection, request)
+        wait = self.auth_failures.retry_after(client)
+        if wait:
+            self.metrics.error("too_many_wrong_tokens")
+            response = text_response(HTTPStatus.TOO_MANY_REQUESTS, "too many wrong tokens, try again later\n")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if authorized(request, query, self.config.token):
+            return None
+        self.auth_failures.failed(client)
+        self.metrics.error("unauthorized")
+        log.warning("event=error kind=unauthorized peer=%s", _peer(connection))
+        response = text_response(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gru-asr"'
+        return response
+
+    def _client_address(self, connection: ServerConnection, request: Request) -> str:
+        """The client's IP: the proxy's X-Forwarded-For entry with --trust-proxy, else the peer's."""
+        if self.config.trust_proxy and forwarded_for(request):
+            return forwarded_for(request)
+        addr = connection.remote_address
+        return str(addr[0]) if addr else "?"
 
     def _admit(self, connection: ServerConnection) -> bool:
         """Count `connection` against max_connections (of all worker processes together) if there is room."""

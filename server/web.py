@@ -65,3 +65,42 @@ def make_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContex
     except (ssl.SSLError, OSError) as exc:
         raise ValueError(f"{certfile}: cannot load certificate/key ({exc.args[-1] if exc.args else exc})") from None
     return context
+
+
+class AuthFailures:
+    """Wrong tokens per client address: after `limit` within `window` seconds, that address gets HTTP 429 (with
+    Retry-After) for its authenticated requests until the window has passed since its last failure, so a
+    token cannot be guessed at network speed. Bounded: at most `max_addresses` are remembered (the oldest
+    forgotten first)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, max_addresses: int = 10000, clock=None):
+        import time
+        from collections import OrderedDict
+
+        self.limit, self.window, self.max_addresses = limit, window, max_addresses
+        self.clock = clock or time.monotonic
+        self.failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> list[float]:
+        now = self.clock()
+        times = [t for t in self.failures.get(address, ()) if now - t < self.window]
+        if times:
+            self.failures[address] = times
+        else:
+            self.failures.pop(address, None)
+        return times
+
+    def retry_after(self, address: str) -> int:
+        """Seconds until `address` may try again (0: it may now)."""
+        times = self._recent(address)
+        if len(times) < self.limit:
+            return 0
+        return max(1, int(self.window - (self.clock() - times[-1])) + 1)
+
+    def failed(self, address: str) -> None:
+        times = self._recent(address)
+        times.append(self.clock())
+        self.failures[address] = times[-self.limit :]
+        self.failures.move_to_end(address)
+        while len(self.failures) > self.max_addresses:
+            self.failures.popitem(last=False)

@@ -363,6 +363,50 @@ def test_bearer_token(model):
         assert asyncio.run(attempt(srv.url)) == 401
 
 
+def test_repeated_wrong_tokens_from_one_address_are_refused_for_a_while(model):
+    """After 10 wrong tokens in 60 s an address gets 429 (Retry-After), even with the right token, until 60 s
+    have passed since its last failure; other addresses (X-Forwarded-For behind a proxy, --trust-proxy) not."""
+
+    async def attempt(url, **kw):
+        try:
+            async with connect(url, **kw) as ws:
+                await ws.send('{"eof" : 1}')
+                return json.loads(await ws.recv())
+        except InvalidStatus as exc:
+            return exc.response.status_code, exc.response.headers.get("Retry-After")
+
+    now = [1000.0]
+    with BackgroundServer(model, ServerConfig(port=0, token="s3cret", trust_proxy=True)) as srv:
+        srv.app.auth_failures.clock = lambda: now[0]
+
+        def as_client(address, token):
+            headers = {"X-Forwarded-For": address, "Authorization": f"Bearer {token}"}
+            return asyncio.run(attempt(srv.url, additional_headers=headers))
+
+        for _ in range(10):
+            assert as_client("203.0.113.7", "guess") == (401, None)
+        assert as_client("203.0.113.7", "s3cret") == (429, "61")
+        assert http_get(srv.url, "/metrics?token=s3cret")[0] == 200  # the scraper's own address is not blocked
+        assert as_client("198.51.100.2", "s3cret") == {"text": ""}
+        now[0] += 30
+        assert as_client("203.0.113.7", "s3cret") == (429, "31")
+        now[0] += 31
+        assert as_client("203.0.113.7", "s3cret") == {"text": ""}
+        assert 'errors_total{kind="too_many_wrong_tokens"} 2' in http_get(srv.url, "/metrics?token=s3cret")[2]
+
+
+def test_wrong_token_memory_is_bounded():
+    from server.web import AuthFailures
+
+    failures = AuthFailures(limit=3, window=60, max_addresses=100, clock=lambda: 5.0)
+    for i in range(1000):
+        failures.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(failures.failures) == 100 and failures.retry_after("10.0.0.0") == 0  # the oldest forgotten
+    for _ in range(3):
+        failures.failed("10.0.3.231")
+    assert failures.retry_after("10.0.3.231") == 61 and len(failures.failures["10.0.3.231"]) == 3
+
+
 def test_tls_with_self_signed_certificate(model, speech_pcm, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
