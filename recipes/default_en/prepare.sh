@@ -6,7 +6,8 @@
 # Stages (each is skipped when WORK/.done.<stage> exists; delete it to redo):
 #   1  text corpus        -> WORK/text/{train,test,lm_train}.txt
 #   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice,unseen_natural}.jsonl
-#   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en,real_en_no_ps,cv_dev}.jsonl
+#   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en,real_en_no_ps,
+#                            real_en_no_lj,cv_dev,speech_commands_train,ljspeech_train}.jsonl
 #   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam,default}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)
@@ -24,7 +25,7 @@
 #                            WORK/manifests/queen_train.jsonl: the game's speech clips with their script lines
 #  12  Steel Sky          -> WORK/debs/sky/, WORK/games/sky/{audio/,clips.tsv}, WORK/labels/sky{,_teacher}.tsv,
 #                            WORK/manifests/sky_train.jsonl: the game's speech clips, labelled by the Whisper teacher
-#                            where it is sure (needs '.[teacher]'; about 15 min)
+#                            where it is sure (needs '.[teacher]'; about 17 min)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
 # NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT and SKY_LIMIT (label only the first N clips),
