@@ -401,9 +401,9 @@ class AsrServer:
         n = next(self.ids)
         conn = Connection(self, ws, n if self.shared is None else f"{self.worker_index}.{n}")  # worker.connection
         self.metrics.opened()
-        via = {"via": _peer(ws)} if self.config.trust_proxy and forwarded_for(ws.request) else {}
-        peer = forwarded_for(ws.request) if via else _peer(ws)
-        conn.log("open", peer=peer, **via, path=json.dumps(ws.request.path.split("?")[0]))
+        client = forwarded_for(ws.request) if self.config.trust_proxy else ""
+        via = {"via": _peer(ws)} if client else {}
+        conn.log("open", peer=client or _peer(ws), **via, path=json.dumps(ws.request.path.split("?")[0]))
         self.connections.add(conn)
         try:
             await conn.serve()
@@ -472,8 +472,9 @@ class AsrServer:
 
     def _client_address(self, connection: ServerConnection, request: Request) -> str:
         """The client's IP: the proxy's X-Forwarded-For entry with --trust-proxy, else the peer's."""
-        if self.config.trust_proxy and forwarded_for(request):
-            return forwarded_for(request)
+        client = forwarded_for(request) if self.config.trust_proxy else ""
+        if client:
+            return client
         addr = connection.remote_address
         return str(addr[0]) if addr else "?"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import ssl
+import time
+from collections import OrderedDict
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
@@ -74,9 +76,6 @@ class AuthFailures:
     forgotten first)."""
 
     def __init__(self, limit: int = 10, window: float = 60.0, max_addresses: int = 10000, clock=None):
-        import time
-        from collections import OrderedDict
-
         self.limit, self.window, self.max_addresses = limit, window, max_addresses
         self.clock = clock or time.monotonic
         self.failures: OrderedDict[str, list[float]] = OrderedDict()

@@ -70,3 +70,18 @@ def make_asterisk_tree(root: Path) -> Path:
     with gzip.open(doc / "core-sounds-en.txt.gz", "wt") as f:
         f.write(text)
     return root
+
+
+def make_self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A one-day self-signed certificate for 127.0.0.1 and localhost (openssl): (cert.pem, key.pem)."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

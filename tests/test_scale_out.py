@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "nginx"))
 
+from conftest import make_self_signed_cert  # noqa: E402
 from loopback import Nginx, free_port  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -212,14 +213,7 @@ def test_tls_ends_at_nginx_and_the_token_passes_through(tmp_path, clips):
     """The documented production path: wss:// to nginx, plain ws:// to replicas that check the bearer token."""
     import ssl
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_self_signed_cert(tmp_path)
     replicas = [Replica(tmp_path, name, "--token", "s3cret") for name in "ab"]
     try:
         for r in replicas:

@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 import websockets
+from conftest import make_self_signed_cert
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -336,19 +337,21 @@ def test_idle_timeout_and_max_stream_duration(model, speech_pcm):
 # -- auth and TLS ----------------------------------------------------------------------------
 
 
-def test_bearer_token(model):
-    async def attempt(url, **kw):
-        try:
-            async with connect(url, **kw) as ws:
-                await ws.send('{"eof" : 1}')
-                return json.loads(await ws.recv())
-        except InvalidStatus as exc:
-            return exc.response.status_code
+async def attempt(url, **kw):
+    """Connect and end the stream at once: its final result, or (HTTP status, Retry-After) when refused."""
+    try:
+        async with connect(url, **kw) as ws:
+            await ws.send('{"eof" : 1}')
+            return json.loads(await ws.recv())
+    except InvalidStatus as exc:
+        return exc.response.status_code, exc.response.headers.get("Retry-After")
 
+
+def test_bearer_token(model):
     with BackgroundServer(model, ServerConfig(port=0, token="s3cret")) as srv:
-        assert asyncio.run(attempt(srv.url)) == 401
-        assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer wrong"})) == 401
-        assert asyncio.run(attempt(srv.url + "/?token=wrong")) == 401
+        assert asyncio.run(attempt(srv.url)) == (401, None)
+        assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer wrong"})) == (401, None)
+        assert asyncio.run(attempt(srv.url + "/?token=wrong")) == (401, None)
         assert asyncio.run(attempt(srv.url, additional_headers={"Authorization": "Bearer s3cret"})) == {"text": ""}
         assert asyncio.run(attempt(srv.url + "/?token=s3cret")) == {"text": ""}  # browsers cannot set headers
         assert http_get(srv.url, "/healthz")[0] == 200  # probes need no token
@@ -360,20 +363,12 @@ def test_bearer_token(model):
             assert r.status == 200 and "gru_asr_" in r.read().decode()
     with BackgroundServer(model, ServerConfig(port=0, token="s3cret", metrics_public=True)) as srv:
         assert http_get(srv.url, "/metrics")[0] == 200  # --metrics-public: scrapers on a private network
-        assert asyncio.run(attempt(srv.url)) == 401
+        assert asyncio.run(attempt(srv.url)) == (401, None)
 
 
 def test_repeated_wrong_tokens_from_one_address_are_refused_for_a_while(model):
     """After 10 wrong tokens in 60 s an address gets 429 (Retry-After), even with the right token, until 60 s
     have passed since its last failure; other addresses (X-Forwarded-For behind a proxy, --trust-proxy) not."""
-
-    async def attempt(url, **kw):
-        try:
-            async with connect(url, **kw) as ws:
-                await ws.send('{"eof" : 1}')
-                return json.loads(await ws.recv())
-        except InvalidStatus as exc:
-            return exc.response.status_code, exc.response.headers.get("Retry-After")
 
     now = [1000.0]
     with BackgroundServer(model, ServerConfig(port=0, token="s3cret", trust_proxy=True)) as srv:
@@ -408,14 +403,7 @@ def test_wrong_token_memory_is_bounded():
 
 
 def test_tls_with_self_signed_certificate(model, speech_pcm, tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_self_signed_cert(tmp_path)
     config = ServerConfig(port=0, certfile=str(cert), keyfile=str(key), endpoint=ENDPOINT, sample_rate=16000)
     with BackgroundServer(model, config) as srv:
         assert srv.url.startswith("wss://127.0.0.1:")
