@@ -30,6 +30,8 @@ import re
 import sys
 from pathlib import Path
 
+from teacher import read_cache
+
 from asr.tokenizer import normalize_text
 
 DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
@@ -93,13 +95,6 @@ def _address_key(text: str) -> tuple[list[str], list[str]]:
     return [w for w in words if w], [t for t in tokens if t.isdigit()]
 
 
-def read_cache(path: Path) -> dict[str, list[str]]:
-    if not path.exists():
-        return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        return {row[0]: row[1:] for row in csv.reader(f, delimiter="\t") if row}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("alnum", type=Path, help="the alnum folder (with transcripts.tsv)")
@@ -115,7 +110,7 @@ def main(argv=None) -> int:
     labels = args.work / "labels"
     labels.mkdir(parents=True, exist_ok=True)
     cache_path = labels / "alnum_teacher.tsv"
-    cache = read_cache(cache_path)
+    cache = read_cache(cache_path, 4)
     todo = [r for r in rows if r["file"] not in cache]
     if todo:
         from teacher import Teacher

@@ -29,6 +29,8 @@ import re
 import sys
 from pathlib import Path
 
+from teacher import read_cache
+
 from asr.tokenizer import normalize_text
 
 MIN_LOGPROB = -0.2  # Queen calibration (300 clips): teacher WER 3.0% at >= -0.1, 8.8% in [-0.2, -0.1), 18.9% below
@@ -54,16 +56,9 @@ def refusal(text: str, avg_logprob: float, compression: float, duration: float) 
     return ""
 
 
-def read_cache(path: Path) -> dict[str, list[str]]:
-    if not path.exists():
-        return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        return {row[0]: row[1:] for row in csv.reader(f, delimiter="\t") if len(row) == 5}
-
-
 def transcribe(clips: list[tuple[str, Path]], work: Path, cache_path: Path) -> dict[str, list[str]]:
     """Teacher transcripts {id: [text, avg_logprob, no_speech, compression]}, cached in cache_path."""
-    cache = read_cache(cache_path)
+    cache = read_cache(cache_path, 5)
     todo = [(uid, audio) for uid, audio in clips if uid not in cache]
     if not todo:
         return cache
@@ -174,7 +169,9 @@ def calibrate(args) -> int:
     audit = rows[:100]  # the label audit: where the teacher is sure and still differs, is the label wrong?
     differ = [r for r in audit if r[1]]
     sure = [r for r in differ if r[0] >= -0.1]
-    print(f"audit: {len(differ)} of the first {len(audit)} clips differ from the teacher; {len(sure)} where it is sure:")
+    print(
+        f"audit: {len(differ)} of the first {len(audit)} clips differ from the teacher; {len(sure)} where it is sure:"
+    )
     for r in sure:
         print(f"  {r[0]:.2f}  label: {r[4]}  |  teacher: {r[5]}")
     if args.show:

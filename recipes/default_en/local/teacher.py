@@ -82,6 +82,17 @@ EDGE_SLACK = 0.4
 RATE = 16000
 
 
+def read_cache(path: Path, columns: int) -> dict[str, list[str]]:
+    """A TSV cache of teacher transcripts: {first column: the other columns} of its rows of `columns` fields
+    (a row cut short by an interrupted run is left out, so the clip is labelled again)."""
+    import csv
+
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row[0]: row[1:] for row in csv.reader(f, delimiter="\t") if len(row) == columns}
+
+
 @dataclass
 class Label:
     text: str  # Whisper's transcript, as it wrote it (digits, punctuation, capitals)
