@@ -14,7 +14,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE, LogMel
 from asr.checkpoint import CheckpointError, load_checkpoint
-from asr.decoding import GreedyDecoder, clip_word_times
+from asr.decoding import GreedyDecoder, clip_word_times, delay_word_times
 
 __all__ = [
     "load_model",
@@ -127,7 +127,7 @@ def transcribe(model, audio, sample_rate: int | None = None, decoding=None, prog
         bar.close()
     duration = seen / SAMPLE_RATE  # decoded, not the header's count (an MP3's is an estimate)
     words = beam.end()[0]["words"] if beam else decoder.words()
-    words = clip_word_times(words, duration)
+    words = clip_word_times(delay_word_times(words, model.config.output_delay), duration)
     return {"text": " ".join(w["word"] for w in words), "words": words, "duration": duration}
 
 

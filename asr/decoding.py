@@ -105,6 +105,17 @@ def clip_word_times(words: list[dict], end: float) -> list[dict]:
     return [{**w, "start": min(w["start"], end), "end": min(w["end"], end)} for w in words]
 
 
+def delay_word_times(words: list[dict], delay: float, earliest: float = 0.0) -> list[dict]:
+    """`words` with times `delay` s earlier, none before `earliest`: a lookahead model's outputs come late."""
+    if not delay:
+        return words
+    earliest = round(earliest, 3)
+    return [
+        {**w, "start": max(round(w["start"] - delay, 3), earliest), "end": max(round(w["end"] - delay, 3), earliest)}
+        for w in words
+    ]
+
+
 def best_path(log_probs: torch.Tensor) -> tuple[list[int], list[float]]:
     """(U, V) log-probs -> the best token of each frame and its log-prob, as lists."""
     logp, best = log_probs.detach().float().cpu().max(dim=-1)

@@ -5,8 +5,10 @@
 
 Both formats hold the streaming step without its pending-frame buffer:
 
-    (feats (B, T, F), hidden (L, B, H'), ctx1 (B, 2, F), ctx2 (B, 2, C))
-        -> (log_probs (B, T/S, V), hidden, ctx1, ctx2)
+    (feats (B, T, F), hidden (L, B, H'), ctx1 (B, 2, F), ctx2 (B, 2, C)[, look (B, K, H)])
+        -> (log_probs (B, T/S, V), hidden, ctx1, ctx2[, look])
+
+(`look` only for a model with lookahead, K = config.lookahead: files of models without it are as before.)
 
 T must be a multiple of S, the model's subsampling; B and T are dynamic. The loaders in
 `asr.onnx_backend` carry the 0 to S-1 leftover frames themselves, so the loaded
@@ -28,9 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.model import ModelState
+
 FORMATS = ("onnx", "torchscript")
-INPUT_NAMES = ("feats", "hidden", "ctx1", "ctx2")
-OUTPUT_NAMES = ("log_probs", "hidden_out", "ctx1_out", "ctx2_out")
+STATE_NAMES = ("hidden", "ctx1", "ctx2")  # the exported state tensors, in order; "look" follows with lookahead
 EXAMPLE_BATCH, EXAMPLE_GROUPS = 2, 4  # shape of the example input used for tracing (groups of S frames)
 MAX_BATCH, MAX_GROUPS = 4096, 1 << 20  # bounds of the dynamic dimensions (streams; groups of S frames)
 TS_EXTRA_FILES = ("tokens.json", "config.json")
@@ -68,10 +71,30 @@ class StepModule(nn.Module):
         return m._head(y), hidden, ctx1, ctx2
 
 
+class LookaheadStepModule(StepModule):
+    """The step of a model with lookahead: one more state tensor, the last K GRU outputs."""
+
+    def forward(self, feats, hidden, ctx1, ctx2, look):
+        m = self.model
+        y, ctx1, ctx2 = m._subsample(m.normalize(feats), ctx1, ctx2)
+        y, hidden = m._rnn(y, hidden)
+        y, look = m._look(y, look)
+        return m._head(y), hidden, ctx1, ctx2, look
+
+
+def state_names(config) -> tuple[str, ...]:
+    """Names of the state tensors an exported step of this model config takes and returns, in order."""
+    return STATE_NAMES + (("look",) if config.lookahead else ())
+
+
+def _step_module(model) -> StepModule:
+    return LookaheadStepModule(model) if model.config.lookahead else StepModule(model)
+
+
 def _example_inputs(model) -> tuple[torch.Tensor, ...]:
     state = model.init_state(EXAMPLE_BATCH, torch.device("cpu"))
     feats = torch.randn(EXAMPLE_BATCH, EXAMPLE_GROUPS * model.config.subsampling, model.config.n_mels)
-    return feats, state.hidden, state.ctx1, state.ctx2
+    return (feats, *(getattr(state, name) for name in state_names(model.config)))
 
 
 def metadata(model) -> dict[str, str]:
@@ -87,21 +110,22 @@ def export_onnx(model, out, int8: bool = False) -> Path:
     model = model.cpu().eval()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     groups = torch.export.Dim("groups", min=1, max=MAX_GROUPS)
-    dynamic = {
-        "feats": {0: batch, 1: model.config.subsampling * groups},
-        "hidden": {1: batch},
-        "ctx1": {0: batch},
-        "ctx2": {0: batch},
-    }
+    names = state_names(model.config)
+    dynamic = {"feats": {0: batch, 1: model.config.subsampling * groups}}
+    dynamic.update({name: {ModelState.batch_dim(name): batch} for name in names})
     tmp = out.with_name(out.name + ".tmp")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notes
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
         warnings.simplefilter("ignore")
         # torch.export first, then ONNX: torch.onnx.export(module) fails on a second export in one process
         with torch.no_grad():
-            program = torch.export.export(StepModule(model), _example_inputs(model), dynamic_shapes=dynamic)
+            program = torch.export.export(_step_module(model), _example_inputs(model), dynamic_shapes=dynamic)
         program = torch.onnx.export(
-            program, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamo=True, verbose=False
+            program,
+            input_names=["feats", *names],
+            output_names=["log_probs", *(f"{name}_out" for name in names)],
+            dynamo=True,
+            verbose=False,
         )
     proto = program.model_proto
     _fix_output_shapes(proto)
@@ -148,7 +172,7 @@ def export_torchscript(model, out, int8: bool = False) -> Path:
         model = quantize_int8(model)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(StepModule(model), _example_inputs(model), check_trace=False)
+        traced = torch.jit.trace(_step_module(model), _example_inputs(model), check_trace=False)
     extra = {f"{k}.json": v for k, v in metadata(model).items()}
     tmp = out.with_name(out.name + ".tmp")
     with warnings.catch_warnings():

@@ -7,6 +7,13 @@ Two kernel-3 convolutions whose strides multiply to S (4 = 2 x 2, 3 = 3 x 1, 2 =
 causal, so `step` over any chunking of the features gives the same log-probs as `forward` over the whole
 utterance: the state carries the GRU hidden state, each convolution's left context, and the 0 to S-1
 feature frames that do not yet fill a group of S frames.
+
+Lookahead (config.lookahead = K > 0 output frames): DeepSpeech2's row convolution between the GRU and the
+output layer, per channel over K + 1 GRU outputs. Output frame i is the label of time i - K and sees the GRU
+outputs i - K .. i, i.e. K frames (K x frame_shift s) of audio after the time it labels: a causal model that
+waits K frames. The state carries the last K GRU outputs; the first K outputs of an utterance stand for the
+time before it (their GRU inputs are zeros) and are trained as such, so the output count stays T // S and
+streaming still equals offline. Word times are shifted back by `config.output_delay`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ STRIDES = {2: (2, 1), 3: (3, 1), 4: (2, 2)}  # subsampling -> (conv1, conv2) str
 CONV_KERNEL = 3  # frames seen by each subsampling convolution
 CONV_CONTEXT = CONV_KERNEL - 1  # left-context frames each convolution carries
 CELLS = ("gru", "lstm")
+MAX_LOOKAHEAD = 4  # output frames
 
 
 @dataclass
@@ -34,17 +42,25 @@ class ModelConfig:
     dropout: float = 0.1
     layer_norm: bool = False  # LayerNorm on the subsampled features before the RNN (speeds up early training)
     subsampling: int = 4  # feature frames per output frame (2, 3 or 4)
+    lookahead: int = 0  # output frames the model waits for before labelling one (0: none; see the module doc)
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
         if self.subsampling not in STRIDES:
             raise ValueError(f"subsampling must be one of {sorted(STRIDES)}, got {self.subsampling!r}")
+        if not 0 <= self.lookahead <= MAX_LOOKAHEAD:
+            raise ValueError(f"lookahead must be 0 to {MAX_LOOKAHEAD} output frames, got {self.lookahead!r}")
 
     @property
     def frame_shift(self) -> float:
         """Seconds per output frame."""
         return FEATURE_SHIFT * self.subsampling
+
+    @property
+    def output_delay(self) -> float:
+        """Seconds between the time an output frame labels and the audio it has seen (the lookahead)."""
+        return self.lookahead * self.frame_shift
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,18 +76,57 @@ class ModelConfig:
 
 @dataclass
 class ModelState:
-    """Streaming state of a batch of B streams (tensors only, batch on dim 1 for `hidden`, 0 otherwise).
+    """Streaming state of a batch of B streams (tensors only; the batch is dim 1 of `hidden`, dim 0 otherwise).
 
     hidden:  (L, B, H) for a GRU, (L, B, 2H) for an LSTM (h and c side by side)
     ctx1:    (B, CONV_CONTEXT, F) normalised input frames before the chunk
     ctx2:    (B, CONV_CONTEXT, C) first-convolution outputs before the chunk
     pending: (B, P, F) normalised frames not yet in a full group of S, 0 <= P < S
+    look:    (B, K, H) the last K GRU outputs, K = config.lookahead (empty without lookahead)
+
+    The row methods let a batch engine keep many streams' states stacked without knowing the layout.
     """
 
     hidden: torch.Tensor
     ctx1: torch.Tensor
     ctx2: torch.Tensor
     pending: torch.Tensor
+    look: torch.Tensor
+
+    @staticmethod
+    def batch_dim(name: str) -> int:
+        return 1 if name == "hidden" else 0
+
+    def _items(self):
+        return ((f.name, getattr(self, f.name)) for f in fields(self))
+
+    @property
+    def batch(self) -> int:
+        return self.ctx1.shape[0]
+
+    def select(self, rows) -> ModelState:
+        """The state of the given rows (a new state)."""
+        return ModelState(**{n: t.index_select(self.batch_dim(n), rows) for n, t in self._items()})
+
+    def assign(self, rows, other: ModelState) -> None:
+        """Rows `rows` of this state become `other`'s rows, in order (in place; same P)."""
+        for name, tensor in self._items():
+            tensor.index_copy_(self.batch_dim(name), rows, getattr(other, name))
+
+    def zero(self, row: int) -> None:
+        """Row `row` starts afresh (in place)."""
+        for name, tensor in self._items():
+            tensor.select(self.batch_dim(name), row).zero_()
+
+    def grown(self, batch: int) -> ModelState:
+        """This state with zero rows added up to `batch` rows (a new state)."""
+        out = {}
+        for name, tensor in self._items():
+            dim = self.batch_dim(name)
+            shape = list(tensor.shape)
+            shape[dim] = batch - shape[dim]
+            out[name] = torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
+        return ModelState(**out)
 
 
 class GRUCTC(nn.Module):
@@ -93,7 +148,19 @@ class GRUCTC(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.lookahead = None
+        if config.lookahead:
+            k, width = config.lookahead, config.hidden_size
+            self.lookahead = nn.Conv1d(width, width, k + 1, groups=width, bias=False)
+            self.reset_lookahead()
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def reset_lookahead(self) -> None:
+        """The row convolution as a pass-through of its oldest tap: the model then equals the same model without
+        lookahead, delayed by K frames (so a model without lookahead can be fine-tuned into one)."""
+        with torch.no_grad():
+            self.lookahead.weight.zero_()
+            self.lookahead.weight[:, 0, 0] = 1.0
 
     # -- pieces shared by forward and step ---------------------------------
     def normalize(self, feats: torch.Tensor) -> torch.Tensor:
@@ -123,6 +190,14 @@ class GRUCTC(nn.Module):
             return y, torch.cat([h, c], dim=-1)
         return self.rnn(x, hidden)
 
+    def _look(self, y, look):
+        """y (B, U, H) GRU outputs, look (B, K, H) the ones before -> (B, U, H) row-convolved, new look."""
+        if self.lookahead is None:
+            return y, look
+        full = torch.cat([look, y], dim=1)
+        out = self.lookahead(full.transpose(1, 2)).transpose(1, 2)
+        return out, full[:, -self.config.lookahead :]
+
     def _head(self, y):
         return torch.log_softmax(self.output(self.dropout(y)), dim=-1)
 
@@ -137,6 +212,7 @@ class GRUCTC(nn.Module):
         state = self.init_state(B, feats.device)
         x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
         y, _ = self._rnn(self.dropout(x), state.hidden)
+        y, _ = self._look(y, state.look)
         return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
 
     # -- streaming ----------------------------------------------------------
@@ -149,6 +225,7 @@ class GRUCTC(nn.Module):
             ctx1=torch.zeros(batch, CONV_CONTEXT, c.n_mels, device=device),
             ctx2=torch.zeros(batch, CONV_CONTEXT, c.conv_channels, device=device),
             pending=torch.zeros(batch, 0, c.n_mels, device=device),
+            look=torch.zeros(batch, c.lookahead, c.hidden_size, device=device),
         )
 
     def step(self, feats: torch.Tensor, state: ModelState):
@@ -163,10 +240,11 @@ class GRUCTC(nn.Module):
         pending = x[:, usable:]
         if usable == 0:
             empty = x.new_zeros(x.shape[0], 0, self.config.vocab_size)
-            return empty, ModelState(state.hidden, state.ctx1, state.ctx2, pending)
+            return empty, ModelState(state.hidden, state.ctx1, state.ctx2, pending, state.look)
         y, ctx1, ctx2 = self._subsample(x[:, :usable], state.ctx1, state.ctx2)
         y, hidden = self._rnn(y, state.hidden)
-        return self._head(y), ModelState(hidden, ctx1, ctx2, pending)
+        y, look = self._look(y, state.look)
+        return self._head(y), ModelState(hidden, ctx1, ctx2, pending, look)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from asr.export import state_names
 from asr.model import GRUCTC, ModelConfig, ModelState
 
 
 class StepBackend:
-    """Common part: pending frames, state shapes; subclasses implement `_run(feats, hidden, ctx1, ctx2)`."""
+    """Common part: pending frames, state shapes; subclasses implement `_run(feats, *states)`, the states named by
+    `asr.export.state_names(config)`, in order, returning (log_probs, *states)."""
 
     def __init__(self, tokens: list[str], config: ModelConfig, source: str):
         self.tokens = list(tokens)
         self.config = config
         self.source = source
         self.extra: dict = {}
+        self.state_names = state_names(config)
         self._device_marker = torch.zeros(0)
 
     def eval(self):
@@ -50,13 +54,11 @@ class StepBackend:
         usable = x.shape[1] - x.shape[1] % self.config.subsampling
         pending = x[:, usable:]
         if usable == 0:
-            return x.new_zeros(x.shape[0], 0, self.config.vocab_size), ModelState(
-                state.hidden, state.ctx1, state.ctx2, pending
-            )
-        log_probs, hidden, ctx1, ctx2 = self._run(x[:, :usable], state.hidden, state.ctx1, state.ctx2)
-        return log_probs, ModelState(hidden, ctx1, ctx2, pending)
+            return x.new_zeros(x.shape[0], 0, self.config.vocab_size), replace(state, pending=pending)
+        log_probs, *states = self._run(x[:, :usable], *(getattr(state, name) for name in self.state_names))
+        return log_probs, replace(state, pending=pending, **dict(zip(self.state_names, states)))
 
-    def _run(self, feats, hidden, ctx1, ctx2):
+    def _run(self, feats, *states):
         raise NotImplementedError
 
 
@@ -86,13 +88,8 @@ class OnnxModel(StepBackend):
         super().__init__(json.loads(meta["tokens"]), ModelConfig.from_dict(json.loads(meta["config"])), str(path))
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def _run(self, feats, hidden, ctx1, ctx2):
-        inputs = {
-            "feats": _np(feats),
-            "hidden": _np(hidden),
-            "ctx1": _np(ctx1),
-            "ctx2": _np(ctx2),
-        }
+    def _run(self, feats, *states):
+        inputs = {"feats": _np(feats), **{name: _np(t) for name, t in zip(self.state_names, states)}}
         return tuple(torch.from_numpy(o) for o in self.session.run(self.output_names, inputs))
 
 
@@ -115,8 +112,8 @@ class TorchScriptModel(StepBackend):
         )
 
     @torch.inference_mode()
-    def _run(self, feats, hidden, ctx1, ctx2):
-        return self.module(feats.float().contiguous(), hidden.contiguous(), ctx1.contiguous(), ctx2.contiguous())
+    def _run(self, feats, *states):
+        return self.module(feats.float().contiguous(), *(t.contiguous() for t in states))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

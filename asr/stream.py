@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames, pad_tail
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times
+from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times, delay_word_times
 from asr.decoding_config import DecodingConfig
-from asr.model import ModelState
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000  # Hz accepted as input (resampled to 16 kHz)
@@ -86,6 +85,7 @@ class Stream:
         beam_factory=None,
         frame: int = 0,
         frame_shift: float = FRAME_SHIFT,
+        output_delay: float = 0.0,
     ):
         rate = float(sample_rate)
         if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -96,6 +96,7 @@ class Stream:
         self.space = tokens.index(" ")
         self.sample_rate = int(rate)
         self.frame_shift = frame_shift  # seconds per output frame of the model
+        self.output_delay = output_delay  # seconds: a lookahead model labels each frame this much earlier
         self.endpoint = ep = endpoint or EndpointConfig()
         self._endpoint_frames = (
             ep.frames(ep.silence_no_speech, frame_shift),
@@ -206,6 +207,7 @@ class Stream:
         else:
             hyps, words = None, self.greedy.words()
             text = " ".join(w["word"] for w in words)
+        words = delay_word_times(words, self.output_delay, earliest=self.greedy.start_frame * self.frame_shift)
         if self.time_limit is not None:
             words = clip_word_times(words, self.time_limit)
         if self.max_alternatives > 0:
@@ -268,7 +270,10 @@ class BatchEngine:
 
     def add_stream(self, sample_rate: float = SAMPLE_RATE, **options) -> Stream:
         """A new stream; `options` go to `Stream` (endpoint, words, max_alternatives, beam_factory)."""
-        stream = Stream(self.model.tokens, sample_rate, frame_shift=self.model.config.frame_shift, **options)
+        config = self.model.config
+        stream = Stream(
+            self.model.tokens, sample_rate, frame_shift=config.frame_shift, output_delay=config.output_delay, **options
+        )
         if not self.free:
             self._grow()
         stream.slot = self.free.pop()
@@ -287,18 +292,11 @@ class BatchEngine:
         self._zero(stream.slot)
 
     def _zero(self, slot: int) -> None:
-        self.state.hidden[:, slot] = 0
-        self.state.ctx1[slot] = 0
-        self.state.ctx2[slot] = 0
+        self.state.zero(slot)
 
     def _grow(self) -> None:
-        old = self.state
-        capacity = old.ctx1.shape[0]
-        new = self.model.init_state(capacity * 2, self.device)
-        new.hidden[:, :capacity] = old.hidden
-        new.ctx1[:capacity] = old.ctx1
-        new.ctx2[:capacity] = old.ctx2
-        self.state = new
+        capacity = self.state.batch
+        self.state = self.state.grown(capacity * 2)
         self.free.extend(range(capacity * 2 - 1, capacity - 1, -1))
 
     @torch.inference_mode()
@@ -306,14 +304,8 @@ class BatchEngine:
         waves = torch.from_numpy(np.stack([s.take(frames) for s in streams]))
         feats = self.logmel(waves).to(self.device)  # (B, frames, F): one frontend call for the batch
         slots = torch.tensor([s.slot for s in streams], device=self.device)
-        st = self.state
-        state = ModelState(
-            st.hidden[:, slots], st.ctx1[slots], st.ctx2[slots], feats.new_zeros(len(streams), 0, feats.shape[-1])
-        )
-        log_probs, new = self.model.step(feats, state)
-        st.hidden[:, slots] = new.hidden
-        st.ctx1[slots] = new.ctx1
-        st.ctx2[slots] = new.ctx2
+        log_probs, new = self.model.step(feats, self.state.select(slots))  # whole groups of S: no pending frames
+        self.state.assign(slots, new)
         log_probs = log_probs.float().cpu()
         best_logp, best = log_probs.max(dim=-1)  # (B, U): one call for the batch, not one per stream
         for stream, lp, tokens, logps in zip(streams, log_probs, best.tolist(), best_logp.tolist()):

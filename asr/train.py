@@ -46,7 +46,7 @@ from asr.data import (
     read_manifest,
 )
 from asr.decoding import ctc_greedy
-from asr.model import GRUCTC, STRIDES, ModelConfig
+from asr.model import GRUCTC, MAX_LOOKAHEAD, STRIDES, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
 
 MODEL_OPTIONS = (
@@ -57,6 +57,7 @@ MODEL_OPTIONS = (
     "dropout",
     "layer_norm",
     "subsampling",
+    "lookahead",
 )  # args -> ModelConfig fields
 STATE_VERSION = 1  # layout of last.pt
 
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(STRIDES),
         default=d.subsampling,
         help="feature frames (10 ms) per output frame: 4 is cheapest; 2 or 3 leave characters more frames",
+    )
+    a(
+        "--lookahead",
+        type=int,
+        default=None,
+        help=f"output frames the model waits for before labelling one (0-{MAX_LOOKAHEAD}; default {d.lookahead});"
+        " with --init, a model without lookahead gets one that starts as a pass-through",
     )
     a("--epochs", type=int, default=30)
     a("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
@@ -386,14 +394,20 @@ class Trainer:
             config = ModelConfig.from_dict(self.state["config"])
         else:
             self.state = None
-            fields = {k: getattr(args, k) for k in MODEL_OPTIONS}
+            fields = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
             config = ModelConfig(n_mels=80, vocab_size=len(self.tokenizer), **fields)
         initial = self._initial_model() if self.state is None and args.init else None
         if initial is not None:
             config = initial.config
+            if args.lookahead is not None:
+                config = dataclasses.replace(config, lookahead=args.lookahead)
         self.model = GRUCTC(config).to(self.device)
         if initial is not None:  # weights and normalisation stats as trained; the optimizer starts afresh
-            self.model.load_state_dict(initial.state_dict())
+            weights = {k: v for k, v in initial.state_dict().items() if k in self.model.state_dict()}
+            if config.lookahead != initial.config.lookahead:  # the row convolution starts as a pass-through
+                weights.pop("lookahead.weight", None)
+            missing = self.model.load_state_dict(weights, strict=False).missing_keys
+            assert set(missing) <= {"lookahead.weight"}, missing
         elif self.state is None and self.main:  # DDP broadcasts rank 0's buffers, the stats among them
             mean, std = compute_stats(entries, args.stats_utterances, args.seed)
             self.model.set_normalization(mean.to(self.device), std.to(self.device))
@@ -596,6 +610,10 @@ def main(argv=None) -> int:
     try:
         trainer = Trainer(args)
         trainer.fit()
+        if dist.is_initialized():
+            # every rank done with its collectives before any tears its process group down: a rank that
+            # destroyed gloo while another was still in one aborted at exit now and then (SIGABRT)
+            dist.barrier()
     except (TrainError, DataError) as exc:
         print(f"asr train: error: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,8 @@ def max_step_difference(reference, other, batch: int = 3) -> float:
             if a.numel():
                 worst = max(worst, float((a - b).abs().max()))
     worst = max(worst, float((s_ref.hidden - s_other.hidden).abs().max()))
+    if s_ref.look.numel():
+        worst = max(worst, float((s_ref.look - s_other.look).abs().max()))
     return worst
 
 
@@ -80,6 +82,21 @@ def test_export_of_a_3x_subsampling_model_matches_torch(tmp_path):
         loaded = load_any(path)
         assert loaded.config.subsampling == 3
         assert max_step_difference(model, loaded) < FP32_TOLERANCE, path
+
+
+def test_export_of_a_lookahead_model_matches_torch(tmp_path):
+    """The lookahead's buffer travels as one more state tensor; files without lookahead keep their inputs."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(6)
+    model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, lookahead=2)).eval()
+    torch.nn.init.normal_(model.lookahead.weight)
+    model.tokens = DEFAULT_TOKENS
+    for path in (export_onnx(model, tmp_path / "la.onnx"), export_torchscript(model, tmp_path / "la.ts")):
+        loaded = load_any(path)
+        assert loaded.config.lookahead == 2
+        assert max_step_difference(model, loaded) < FP32_TOLERANCE, path
+    names = [i.name for i in ort.InferenceSession(str(tmp_path / "la.onnx")).get_inputs()]
+    assert names == ["feats", "hidden", "ctx1", "ctx2", "look"]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

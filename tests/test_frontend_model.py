@@ -73,6 +73,50 @@ def test_model_step_equals_forward_over_any_chunking(cell, subsampling, sizes):
     assert (whole - streamed).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("lookahead", [1, 2])
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=41), min_size=1, max_size=10).filter(any))
+def test_lookahead_model_step_equals_forward_over_any_chunking(lookahead, sizes):
+    torch.manual_seed(1)
+    model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, lookahead=lookahead)).eval()
+    torch.nn.init.normal_(model.lookahead.weight)  # every tap in use, not the pass-through start
+    feats = torch.randn(2, 157, N_MELS)
+    with torch.no_grad():
+        whole, lens = model(feats, torch.tensor([157, 60]))
+        state = model.init_state(2)
+        pieces = []
+        for a, b in split(feats.shape[1], sizes):
+            out, state = model.step(feats[:, a:b], state)
+            pieces.append(out)
+    streamed = torch.cat(pieces, dim=1)
+    assert whole.shape == streamed.shape == (2, 157 // 4, model.config.vocab_size)
+    assert lens.tolist() == [157 // 4, 60 // 4]
+    assert state.look.shape == (2, lookahead, 48)
+    assert (whole - streamed).abs().max() <= 1e-4
+
+
+def test_lookahead_starts_as_the_model_without_it_delayed():
+    """A lookahead model given a model's weights (its row convolution a pass-through) is that model, K frames late;
+    output frame i sees the GRU outputs i - K .. i."""
+    torch.manual_seed(2)
+    small = dict(hidden_size=32, num_layers=2, conv_channels=16)
+    base = GRUCTC(ModelConfig(**small)).eval()
+    late = GRUCTC(ModelConfig(**small, lookahead=2)).eval()
+    assert late.load_state_dict(base.state_dict(), strict=False).missing_keys == ["lookahead.weight"]
+    feats = torch.randn(1, 120, N_MELS)
+    with torch.no_grad():
+        a, _ = base(feats, torch.tensor([120]))
+        b, _ = late(feats, torch.tensor([120]))
+        torch.nn.init.normal_(late.lookahead.weight)
+        c, _ = late(feats, torch.tensor([120]))
+        changed = feats.clone()
+        changed[:, 80:] += 1.0  # from output frame 20 on
+        d, _ = late(changed, torch.tensor([120]))
+    assert (a[:, :-2] - b[:, 2:]).abs().max() <= 1e-6
+    assert (c[:, :20] - d[:, :20]).abs().max() == 0 and (c[:, 20] - d[:, 20]).abs().max() > 0  # causal
+    assert ModelConfig(lookahead=2).output_delay == pytest.approx(0.08)
+
+
 def test_step_does_not_modify_its_input_state():
     model = GRUCTC(ModelConfig(hidden_size=16, num_layers=1, conv_channels=8)).eval()
     state = model.init_state(1)
@@ -93,6 +137,9 @@ def test_bad_config_is_refused():
         ModelConfig.from_dict({"hidden": 3})
     with pytest.raises(ValueError, match="subsampling"):
         ModelConfig(subsampling=5)
+    for bad in (-1, 5):
+        with pytest.raises(ValueError, match="lookahead"):
+            ModelConfig(lookahead=bad)
 
 
 def test_frame_shift_follows_subsampling_and_old_bundles_load_as_4x():

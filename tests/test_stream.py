@@ -74,6 +74,24 @@ def test_models_with_other_subsampling_stream_like_offline(clip, rng):
         assert final["result"][-1]["end"] <= len(clip) / 16000 + config.frame_shift
 
 
+def test_lookahead_model_streams_like_offline_with_times_of_the_audio(model, clip, rng):
+    """A lookahead model streams like offline; its word times are those of the audio, not of its late outputs: as a
+    pass-through of `model` (the same model, two frames late) it gives `model`'s words and times."""
+    late = GRUCTC(ModelConfig(hidden_size=64, num_layers=2, conv_channels=32, lookahead=2)).eval()
+    late.load_state_dict(model.state_dict(), strict=False)
+    late.tokens = DEFAULT_TOKENS
+    base = asr.transcribe(model, to_pcm_float(clip), decoding=GREEDY)
+    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY)
+    assert offline["words"] == base["words"] and offline["text"]
+    torch.nn.init.normal_(late.lookahead.weight, std=0.5)
+    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY)
+    rec = Recognizer(late, endpoint=NO_ENDPOINTS, decoding=GREEDY)
+    feed_randomly(rec, to_pcm(clip), rng)
+    final = rec.final_result()
+    assert final["text"] == offline["text"] and final["text"]
+    assert final["result"] == [{k: w[k] for k in ("conf", "end", "start", "word")} for w in offline["words"]]
+
+
 def to_pcm_float(samples):
     """The float signal that int16 quantisation leaves."""
     return np.frombuffer(to_pcm(samples), "<i2").astype(np.float32) / 32768

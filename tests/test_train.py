@@ -194,6 +194,25 @@ def test_init_fine_tunes_from_a_model(corpus, tmp_path):
     assert embedded.model.config == load_model(device="cpu").config
 
 
+def test_init_adds_a_lookahead_to_a_model_without_one(corpus, tmp_path):
+    """--init MODEL --lookahead 2: the model's weights, and a row convolution that starts as a pass-through."""
+    base = tmp_path / "base"
+    assert train.main(_args(corpus, base, "--max-steps", "2")) == 0
+    start = load_checkpoint(base / "model.pt")
+    trainer = train.Trainer(
+        train.parse_args(_args(corpus, tmp_path / "late", "--init", str(base / "model.pt"), "--lookahead", "2"))
+    )
+    model = trainer.model
+    assert model.config.lookahead == 2 and model.config.hidden_size == start.config.hidden_size
+    assert torch.equal(model.rnn.weight_ih_l0, start.rnn.weight_ih_l0)
+    assert model.lookahead.weight[:, 0, 0].eq(1).all() and model.lookahead.weight[:, 0, 1:].eq(0).all()
+    tuned = tmp_path / "tuned"
+    argv = _args(corpus, tuned, "--init", str(base / "model.pt"), "--lookahead", "2", "--max-steps", "2")
+    assert train.main(argv + ["--lr", "1e-2", "--warmup-steps", "1"]) == 0
+    assert load_checkpoint(tuned / "model.pt").config.lookahead == 2
+    assert train.main(_args(corpus, tmp_path / "bad", "--lookahead", "7", "--max-steps", "1")) == 2
+
+
 def test_init_errors_are_one_line(corpus, tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
