@@ -133,10 +133,23 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def portable(value):
+    """`value` (JSON data) with this machine's paths written as another machine can read them: the repository's
+    files relative to it, ../shared for the shared data beside it, ~ for the home folder."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        value = value.replace(f"{REPO.parent / 'shared'}", "../shared").replace(f"{REPO}/", "")
+        return value.replace(f"{Path.home()}/", "~/")
+    return value
+
+
 def write_json(out, name: str, data: dict) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(portable(data), indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {path}")
     return path
 

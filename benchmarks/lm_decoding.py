@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jiwer
 import torch
+from common import portable
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
         print(f"{row['decoding']:48}{cells}   {row['decode_rtf']:.4f}", flush=True)
     if args.out:
         info = {"lm_load_s": load_s, "rss_mb_model": rss_model, "rss_mb_model_and_lm": rss_lm}
-        args.out.write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
+        args.out.write_text(json.dumps(portable({"info": info, "rows": rows}), indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
 
