@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,6 +91,9 @@ class _HotwordLM(CTCDecoderLM):
         self.base, self.lm_weight, self.boundary = base, lm_weight, boundary
         self.base_units, self.base_unk = base_units, base_unk
         self.phrases = [(units, [sum(bonuses[:k]) for k in range(len(bonuses) + 1)]) for units, bonuses in phrases]
+        self.starting: dict[int, list[int]] = {}  # unit -> the phrases that begin with it (a scan would cost
+        for p, (units, _) in enumerate(self.phrases):  # every score call O(phrases): 1,000 in a phrase_list)
+            self.starting.setdefault(units[0], []).append(p)
         self.states: dict = {}
         self.cache: dict = {}
 
@@ -104,7 +108,7 @@ class _HotwordLM(CTCDecoderLM):
     def _advance(self, matches: frozenset, unit: int) -> tuple[frozenset, float]:
         """Open matches after `unit`, and the bonus it earns (or gives back)."""
         advanced = [(p, k + 1) for p, k in matches if self.phrases[p][0][k] == unit]
-        advanced += [(p, 1) for p, (units, _) in enumerate(self.phrases) if units[0] == unit]
+        advanced += [(p, 1) for p in self.starting.get(unit, ())]
         done = [self.phrases[p][1][-1] for p, k in advanced if k == len(self.phrases[p][0])]
         still_open = frozenset((p, k) for p, k in advanced if k < len(self.phrases[p][0]))
         return still_open, max(done, default=0.0) + self._potential(still_open) - self._potential(matches)
@@ -222,13 +226,24 @@ class _Tables:
         """The lexicon's trie, each word with its unigram LM score, max-smeared (as torchaudio builds it), plus
         `extra` words {word: (spellings, word id, score)} (hotwords outside the lexicon)."""
         trie = Trie(self.tokens_dict.index_size(), self.tokens_dict.get_index(SIL))
-        for spelling, index, score in self.entries:
+        for spelling, index, score in cooperative(self.entries):
             trie.insert(spelling, index, score)
-        for spellings, index, score in extra.values():
+        for spellings, index, score in cooperative(extra.values()):
             for spelling in spellings:
                 trie.insert([self.tokens_dict.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         return trie
+
+
+def cooperative(items, every: int = 32):
+    """`items`, giving other threads the GIL every `every` of them: a decoder with a large phrase_list takes about
+    half a second to build (its own lexicon trie), and a server builds it beside its engine's thread, whose
+    streams must not wait for it (a waiting thread otherwise gets the GIL back only after the 5 ms switch interval,
+    every time it lets go of it)."""
+    for i, item in enumerate(items):
+        if i % every == every - 1:
+            time.sleep(0)
+        yield item
 
 
 _TABLES: dict = {}
@@ -342,7 +357,7 @@ class BeamSearchDecoder:
             if extra:  # the shared words keep their ids (the shared LM's index); the added ones follow
                 words = {**words, **extra}
                 shared = tables.word_dict
-                word_dict = Dictionary([shared.get_entry(i) for i in range(shared.index_size())] + list(extra))
+                word_dict = Dictionary([shared.get_entry(i) for i in cooperative(range(shared.index_size()))] + list(extra))
                 word_dict.set_default_index(shared.get_index(UNK))
             units = [([word_dict.get_index(w) for w in phrase], [weight] * len(phrase)) for phrase, weight in phrases]
         else:
@@ -356,7 +371,10 @@ class BeamSearchDecoder:
             if extra:  # hotwords outside the lexicon need a trie of this decoder's own
                 start = model.start(False)
                 trie = tables.trie_with(
-                    {w: (sp, word_dict.get_index(w), model.score(start, word_dict.get_index(w))[1]) for w, sp in extra.items()}
+                    {
+                        w: (sp, word_dict.get_index(w), model.score(start, word_dict.get_index(w))[1])
+                        for w, sp in cooperative(extra.items())
+                    }
                 )
         else:
             model, weight = (base, lm_weight) if base is not None else (ZeroLM(), 0.0)

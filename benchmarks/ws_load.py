@@ -4,6 +4,7 @@
     python benchmarks/ws_load.py --random-model --clients 50,100          # no trained model yet: same size, random
     python benchmarks/ws_load.py --url ws://host:2700 --pid 1234          # a server already running
     python benchmarks/ws_load.py --via nginx --clients 50,100              # also through nginx: its added latency
+    python benchmarks/ws_load.py --clients 20 --hostile huge,phrases       # beside 2 hostile clients of each kind
 
 Each client streams real speech (../shared/data/real_en, else synthesized) as
 16 kHz int16 PCM in `--chunk` second messages at real-time pace, starting at a
@@ -17,7 +18,12 @@ counts them). Prints a table, writes JSON (--out), and names the largest N whose
 p95 latency is at most --target-ms. With --via nginx, each level runs twice, straight
 to the server and through nginx on loopback (deploy/nginx/gru-asr.conf, as
 deploy/nginx/loopback.py renders it for one machine), and the proxy's added
-p50/p95 latency is printed beside the direct figures.
+p50/p95 latency is printed beside the direct figures. With --hostile, each level runs again with
+--hostile-clients clients of each kind beside the real-time ones: "huge" sends its audio in
+1 MiB messages (33 s each) back to back, "phrases" asks for the largest phrase_list allowed
+(1,000 phrases of 200 characters, none an English word) and 20 alternatives and streams as fast
+as it gets replies; the real-time clients' figures then show what the hostile ones cost them,
+and each hostile client's time to its final result is reported.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from common import portable
 from websockets.asyncio.client import connect
 
 from server.app import loop_factory
@@ -192,7 +199,45 @@ async def client(url, pcm: np.ndarray, offset: int, seconds: float, chunk: float
     return {"latencies": latencies, "errors": errors, "eof_latency": eof_latency}
 
 
-async def run_level(args, url, pcm, n: int, rng) -> dict:
+def largest_phrase_list(rng) -> list[str]:
+    """The largest phrase_list the server takes, of made-up words (each outside the LM: the costliest kind)."""
+    from server.protocol import MAX_PHRASE_CHARS, MAX_PHRASES
+
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = lambda: ("".join(rng.choice(letters, int(rng.integers(3, 12)))) for _ in range(40))  # noqa: E731
+    return [" ".join(words())[:MAX_PHRASE_CHARS].strip() for _ in range(MAX_PHRASES)]
+
+
+async def hostile_client(url, pcm: np.ndarray, kind: str, seconds: float, headers, rng) -> dict:
+    """One hostile client (see the module doc), starting 1 s into the level: its time to its final result."""
+    errors, started = [], None
+    await asyncio.sleep(1.0)
+    if kind == "huge":
+        config, size = {"sample_rate": SAMPLE_RATE}, (1 << 20) // 2  # samples per 1 MiB message
+    else:
+        config, size = (
+            {"sample_rate": SAMPLE_RATE, "phrase_list": largest_phrase_list(rng), "max_alternatives": 20},
+            3200,
+        )
+    audio = pcm[: int(max(seconds, 100.0) if kind == "huge" else seconds) * SAMPLE_RATE]
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=30, max_size=None) as ws:
+            started = time.perf_counter()
+            await ws.send(json.dumps({"config": config}))
+            for i in range(0, len(audio), size):
+                await ws.send(audio[i : i + size].tobytes())
+                reply = json.loads(await ws.recv())
+                if "error" in reply:
+                    errors.append(reply["error"])
+                    break
+            await ws.send('{"eof" : 1}')
+            json.loads(await ws.recv())
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    return {"kind": kind, "seconds": time.perf_counter() - started if started else None, "errors": errors}
+
+
+async def run_level(args, url, pcm, n: int, rng, hostile=()) -> tuple[list, list]:
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
     span = len(pcm) - int(SAMPLE_RATE * (args.seconds + 1))
     tasks = [
@@ -201,13 +246,15 @@ async def run_level(args, url, pcm, n: int, rng) -> dict:
         )
         for _ in range(n)
     ]
-    return await asyncio.gather(*tasks)
+    others = [hostile_client(url, pcm, kind, args.seconds, headers, rng) for kind in hostile]
+    results = await asyncio.gather(*tasks, *others)
+    return results[:n], results[n:]
 
 
-def measure(args, url, pid, pcm, n, rng) -> dict:
+def measure(args, url, pid, pcm, n, rng, hostile=()) -> dict:
     before, stats0, t0, cpu0 = server_metrics(url, args.token), proc_stats(pid), time.monotonic(), time.process_time()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed: clients cost less CPU
-        results = runner.run(run_level(args, url, pcm, n, rng))
+        results, hostile_results = runner.run(run_level(args, url, pcm, n, rng, hostile))
     wall, client_cpu = time.monotonic() - t0, time.process_time() - cpu0
     after, stats1 = server_metrics(url, args.token), proc_stats(pid)
     all_lat = np.array([x for r in results for _, x, _ in r["latencies"]]) * 1000
@@ -248,6 +295,9 @@ def measure(args, url, pid, pcm, n, rng) -> dict:
         "server_peak_rss_mb": stats1.get("peak_rss_mb"),
         "wall_s": wall,
     }
+    if hostile_results:
+        row["hostile"] = hostile_results
+        row["errors"] += sum(len(h["errors"]) for h in hostile_results)
     return row
 
 
@@ -304,8 +354,16 @@ def main(argv=None) -> int:
     p.add_argument("--target-ms", type=float, default=TARGET_MS, help="p95 latency limit (default 100)")
     p.add_argument("--out", type=Path, default=Path("ws_load.json"), help="JSON results (default ws_load.json)")
     p.add_argument("--via", choices=("direct", "nginx"), default="direct", help="nginx: each level also via nginx")
+    p.add_argument(
+        "--hostile", default="", help="comma-separated hostile kinds (huge, phrases): each level again beside them"
+    )
+    p.add_argument("--hostile-clients", type=int, default=2, help="hostile clients of each kind (default 2)")
     args = p.parse_args(argv)
     args.clients = [int(x) for x in args.clients.split(",") if x.strip()]
+    kinds = [k.strip() for k in args.hostile.split(",") if k.strip()]
+    if set(kinds) - {"huge", "phrases"}:
+        p.error(f"--hostile: unknown kind(s) {sorted(set(kinds) - {'huge', 'phrases'})} (huge, phrases)")
+    hostile = [k for k in kinds for _ in range(args.hostile_clients)]
 
     pcm = load_speech(args.data, args.seconds + 60)
     proc = None
@@ -334,6 +392,12 @@ def main(argv=None) -> int:
                 added = {q: round(v[q] - d[q], 1) if None not in (v[q], d[q]) else None for q in ("p50_ms", "p95_ms")}
                 rows[-1]["added_by_proxy_ms"] = added
                 print(f"nginx adds p50 {added['p50_ms']} ms, p95 {added['p95_ms']} ms at {n} clients", flush=True)
+            if hostile:
+                rows.append({**measure(args, url, pid, pcm, n, rng, hostile), "via": "direct", "beside": kinds})
+                print(format_row(rows[-1]) + f"  (beside {len(hostile)} hostile: {', '.join(kinds)})", flush=True)
+                for h in rows[-1]["hostile"]:
+                    took = f"{h['seconds']:.1f} s" if h["seconds"] is not None else "-"
+                    print(f"  hostile {h['kind']}: final result after {took}, errors {h['errors'] or 'none'}")
     finally:
         if lb:
             lb.stop()
@@ -343,7 +407,11 @@ def main(argv=None) -> int:
     ok = [
         r["clients"]
         for r in rows
-        if r["via"] == "direct" and r["p95_ms"] is not None and r["p95_ms"] <= args.target_ms and not r["errors"]
+        if r["via"] == "direct"
+        and "beside" not in r
+        and r["p95_ms"] is not None
+        and r["p95_ms"] <= args.target_ms
+        and not r["errors"]
     ]
     best = max(ok) if ok else None
     print(f"max clients with p95 <= {args.target_ms:g} ms and no errors: {best if best is not None else 'none'}")
@@ -356,8 +424,11 @@ def main(argv=None) -> int:
         "model": args.model,
     }
     info.update(random_model=args.random_model, server_workers=args.server_workers, server_threads=args.server_threads)
-    info.update(decoding=args.decoding, beam_size=args.beam_size, via=args.via)
-    args.out.write_text(json.dumps({"config": info, "levels": rows, "max_clients_p95_ok": best}, indent=2) + "\n")
+    info.update(decoding=args.decoding, beam_size=args.beam_size, via=args.via, hostile=kinds)
+    info.update(hostile_clients=args.hostile_clients)
+    args.out.write_text(
+        json.dumps(portable({"config": info, "levels": rows, "max_clients_p95_ok": best}), indent=2) + "\n"
+    )
     print(f"wrote {args.out}")
     return 0
 

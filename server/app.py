@@ -18,7 +18,10 @@ Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
 LM (loaded once per process, before any worker is forked), unless the server runs
 with --decoding greedy or the client asks for {"decoding": "greedy"}; hotwords
 (phrase_list: boosted, not a closed grammar as in Vosk's small models) and
-alternatives always use the beam. Partials are greedy.
+alternatives always use the beam. Partials are greedy. A factory marked `costly` (a
+phrase_list's: up to 2 s for the largest) is called on the server's decoder-builder
+thread before the stream joins the engine, so that the engine's other streams do not
+wait for it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import itertools
 import json
 import logging
@@ -37,6 +41,7 @@ import sys
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -245,6 +250,10 @@ class Connection:
                 max_alternatives=self.options["max_alternatives"],
                 beam_factory=self.app.decoder_factory(self.options),
             )
+            factory = options["beam_factory"]
+            if getattr(factory, "costly", False):  # a phrase_list: its decoder is built off the engine thread
+                beam = await asyncio.get_running_loop().run_in_executor(self.app.decoder_builder, factory)
+                options["beam_factory"] = lambda: beam
             rate = self.rate
             self.stream = await self.app.worker.call(lambda e: e.add_stream(rate, **options))
         return self.stream
@@ -278,11 +287,12 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
             return None
         made = []
 
-        def per_stream():  # called by the engine's thread when it adds the stream, not by the event loop:
-            if not made:  # a hotword outside the LM's vocabulary needs a lexicon trie of its own (~0.3 s)
+        def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list by the
+            if not made:  # server's decoder builder (the largest phrase_list takes 1-2 s to build)
                 made.append(config.beam_factory(tokens))
             return made[0]()
 
+        per_stream.costly = bool(phrases)
         return per_stream
 
     return factory
@@ -306,6 +316,8 @@ class AsrServer:
         self.opening: weakref.WeakSet = weakref.WeakSet()  # every websockets connection, handshaking ones too
         self.server = None
         self.worker = None
+        # decoders with a phrase_list (hotword tries): one at a time, beside the engine's thread, not on it
+        self.decoder_builder = ThreadPoolExecutor(1, thread_name_prefix="decoder-builder")
         self.stopping: asyncio.Future | None = None
         self.draining = False  # refusing new streams, open ones going on (drain())
         self.auth_failures = AuthFailures()  # wrong tokens per client address (HTTP 429 after too many)
@@ -314,6 +326,10 @@ class AsrServer:
     async def start(self) -> None:
         c = self.config
         self.stopping = asyncio.get_running_loop().create_future()
+        # the model, the LM's lexicon and tables (~0.5 M Python objects) live as long as the process: out of the
+        # collector's sight, a full collection no longer stops every stream for 100-200 ms (one in the middle of
+        # building a phrase_list's decoder held the real-time clients' replies up by that much)
+        gc.freeze()
         self.worker = EngineWorker(BatchEngine(self.model, chunk_frames=c.chunk_frames, capacity=16), self.metrics)
         self.worker.start()
         try:
@@ -381,6 +397,7 @@ class AsrServer:
                 await conn.close(CLOSE_GOING_AWAY, "server shutting down")
             await self.server.wait_closed()
         await asyncio.to_thread(self.worker.stop)
+        self.decoder_builder.shutdown(wait=False, cancel_futures=True)
         if self.publisher is not None:
             self.publisher.cancel()
         log.info("event=stopped")

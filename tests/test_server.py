@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 import websockets
-from conftest import make_self_signed_cert
+from conftest import REPO, make_self_signed_cert
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -31,8 +31,12 @@ from asr.decoding_config import DecodingConfig
 from asr.model import GRUCTC, ModelConfig
 from asr.stream import EndpointConfig, Recognizer
 from asr.tokenizer import DEFAULT_TOKENS
+from server import protocol
 from server.app import BackgroundServer, ServerConfig, main
 from server.web import static_file
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import ws_load  # noqa: E402  (the load benchmark: its hostile clients' phrase_list)
 
 # Short utterances, so that random weights still give finals in the middle of a stream.
 ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2, max_utterance_grace=0.2)
@@ -677,42 +681,69 @@ async def _streams(url, chunks, n):
     return await asyncio.gather(*(stream(url, chunks) for _ in range(n)))
 
 
+async def _realtime(url, live):
+    """A client sending 0.2 s messages in real time: (its replies, each message's reply latency)."""
+    latencies = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"config": {"sample_rate": 16000}}))
+        replies, start = [], time.monotonic()
+        for i, chunk in enumerate(live):
+            await asyncio.sleep(max(0.0, start + i * 0.2 - time.monotonic()))
+            sent = time.perf_counter()
+            await ws.send(chunk)
+            replies.append(json.loads(await ws.recv()))
+            latencies.append(time.perf_counter() - sent)
+        await ws.send('{"eof" : 1}')
+        replies.append(json.loads(await ws.recv()))
+    return replies, latencies
+
+
+def _beside_real_time_clients(server, model, speech_pcm, hostile, n=20):
+    """n real-time clients and two `hostile(url)` ones together: (the hostile ones' results, the real-time clients'
+    p95 latency), after checking every real-time transcript."""
+    live = split(speech_pcm, 6400)
+
+    async def run():
+        return await asyncio.gather(*[_realtime(server.url, live) for _ in range(n)], hostile(), hostile())
+
+    results = asyncio.run(run())
+    expected = offline(model, live)
+    assert all(replies == expected for replies, _ in results[:n])
+    return results[n:], np.percentile([x for _, lat in results[:n] for x in lat], 95)
+
+
 def test_a_client_sending_huge_messages_does_not_hold_up_real_time_clients(server, model, speech_pcm):
     """2 clients send 1 MiB messages (33 s of audio each) back to back beside 20 real-time clients: each stream
     gets at most a few chunks per batch, so the real-time replies stay fast, and every transcript is right."""
     rng = np.random.default_rng(0)
     noise = (rng.standard_normal(16000 * 100) * 300).astype("<i2").tobytes()
     huge = split((speech_pcm + noise)[: 3 * (1 << 20)], 1 << 20)  # 3 messages of 1 MiB
-    live = split(speech_pcm, 6400)  # 0.2 s messages
 
-    async def realtime(url):
-        latencies = []
-        async with connect(url) as ws:
-            await ws.send(json.dumps({"config": {"sample_rate": 16000}}))
-            replies, start = [], time.monotonic()
-            for i, chunk in enumerate(live):
-                await asyncio.sleep(max(0.0, start + i * 0.2 - time.monotonic()))
-                sent = time.perf_counter()
-                await ws.send(chunk)
-                replies.append(json.loads(await ws.recv()))
-                latencies.append(time.perf_counter() - sent)
-            await ws.send('{"eof" : 1}')
-            replies.append(json.loads(await ws.recv()))
-        return replies, latencies
-
-    async def hostile(url):
+    async def hostile():
         await asyncio.sleep(0.3)  # while the real-time clients stream
-        return await stream(url, huge, {"sample_rate": 16000})
+        return await stream(server.url, huge, {"sample_rate": 16000})
 
-    async def run():
-        return await asyncio.gather(*[realtime(server.url) for _ in range(20)], hostile(server.url), hostile(server.url))
+    hostile_results, p95 = _beside_real_time_clients(server, model, speech_pcm, hostile)
+    assert hostile_results == [offline(model, huge)] * 2
+    assert p95 <= 0.1, p95
 
-    results = asyncio.run(run())
-    expected_live, expected_huge = offline(model, live), offline(model, huge)
-    latencies = [x for replies, lat in results[:20] for x in lat]
-    assert all(replies == expected_live for replies, _ in results[:20])
-    assert results[20] == results[21] == expected_huge
-    assert np.percentile(latencies, 95) <= 0.1, np.percentile(latencies, 95)
+
+def test_a_client_with_the_largest_phrase_list_does_not_hold_up_real_time_clients(server, model, speech_pcm):
+    """2 clients with the largest phrase_list allowed (1,000 phrases of 200 characters, none an English word) and 20
+    alternatives beside 20 real-time clients: their decoders (1-2 s each) are built off the engine's thread."""
+    phrases = ws_load.largest_phrase_list(np.random.default_rng(1))
+    assert len(phrases) == protocol.MAX_PHRASES and max(map(len, phrases)) == protocol.MAX_PHRASE_CHARS
+    chunks = split(speech_pcm, 6400)
+    config = {"sample_rate": 16000, "phrase_list": phrases, "max_alternatives": 20}
+
+    async def hostile():
+        await asyncio.sleep(0.3)
+        return await stream(server.url, chunks, config)
+
+    hostile_results, p95 = _beside_real_time_clients(server, model, speech_pcm, hostile)
+    decoding = DecodingConfig(hotwords=tuple((p, DecodingConfig.hotword_weight) for p in phrases), nbest=20)
+    assert hostile_results == [offline(model, chunks, decoding=decoding, max_alternatives=20)] * 2
+    assert p95 <= 0.1, p95
 
 
 def test_head_gets_headers_only_and_other_methods_405(server):
