@@ -59,7 +59,11 @@ def load_model(path=None, device: str = "auto"):
 
     A `.onnx` file runs on ONNX Runtime (CPU) and a `.ts` file is an exported TorchScript step
     (`asr export`); both behave like the bundle for `transcribe`, `Recognizer` and the server.
+    A name (`asr adapt --name NAME`) is a model in `asr.user_models.models_dir()`; "default" the embedded one.
     """
+    from asr import user_models
+
+    path = user_models.resolve(path)
     if path is not None and str(path).endswith((".onnx", ".ts", ".torchscript", ".jit")):
         from asr.export import load_any
 

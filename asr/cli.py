@@ -1,4 +1,4 @@
-"""The `asr` command: transcribe | stream | mic | serve | train | eval | export | lm.
+"""The `asr` command: transcribe | stream | mic | serve | train | eval | export | lm | adapt.
 
 User mistakes (missing files, bad checkpoints, bad options) end in a one-line
 `asr: error: ...` message and a non-zero exit code, never a traceback.
@@ -12,6 +12,7 @@ import json
 import sys
 
 from asr.decoding_config import DecodingConfig
+from asr.user_models import MODEL_HELP
 
 # Subcommands implemented by their own module's `main(argv)`, with their own options.
 DELEGATED = {
@@ -22,6 +23,7 @@ DELEGATED = {
     "serve": "server.app",
     "export": "asr.export",
     "lm": "asr.default_lm",
+    "adapt": "asr.adapt",
 }
 
 
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     t = sub.add_parser("transcribe", help="transcribe audio files with a model")
     t.add_argument("files", nargs="+", metavar="FILE", help="wav, flac, ogg or mp3, any rate and channel count")
-    t.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    t.add_argument("--model", default=None, help=MODEL_HELP)
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument(
         "--format",

@@ -28,6 +28,7 @@ from asr.data import DataError, read_manifest
 from asr.decoding import ctc_greedy
 from asr.decoding_config import DecodingConfig
 from asr.tokenizer import normalize_text
+from asr.user_models import MODEL_HELP
 
 BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
 
@@ -35,7 +36,7 @@ BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr eval", description="WER/CER of a model over JSONL manifests.")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST")
-    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--report", help="write a per-utterance TSV report here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")

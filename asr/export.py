@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from asr.model import ModelState
+from asr.user_models import MODEL_HELP
 
 FORMATS = ("onnx", "torchscript")
 STATE_NAMES = ("hidden", "ctx1", "ctx2")  # the exported state tensors, in order; "look" follows with lookahead
@@ -203,7 +204,7 @@ def load_any(path, threads: int | None = None, device: str = "cpu"):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr export", description="export the streaming model to ONNX or TorchScript")
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx (for ONNX Runtime) or torchscript")
-    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--out", required=True, help="output file (e.g. model.onnx, model.ts)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of the weights")
     return p

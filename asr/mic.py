@@ -29,6 +29,7 @@ from websockets.exceptions import WebSocketException
 from asr.cli import UserError, add_threads_argument, set_threads
 from asr.decoding_config import DecodingConfig
 from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.user_models import MODEL_HELP
 
 BLOCK_SECONDS = 0.1  # seconds of audio per capture block (and per websocket message)
 STALL_SECONDS = 5.0  # seconds without audio from the device before giving up
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="input device: index or (part of) its name (default: the system's)")
     p.add_argument("--samplerate", type=int, default=None, help="capture rate in Hz (default: the device's own)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of audio")
-    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--cpu", action="store_true", help="run the local model on the CPU even if there is a GPU")
     p.add_argument("--server", default=None, metavar="URL", help="recognise on an `asr serve` server (ws:// or wss://)")
     p.add_argument("--token", default=os.environ.get("ASR_TOKEN"), help="bearer token for --server (env ASR_TOKEN)")

@@ -14,12 +14,13 @@ import time
 from asr.audio import SAMPLE_RATE, StreamResampler, open_audio_file
 from asr.cli import add_threads_argument, set_threads
 from asr.decoding_config import DecodingConfig
+from asr.user_models import MODEL_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr stream", description="stream a file through the recognizer")
     p.add_argument("file")
-    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--realtime", action="store_true", help="feed audio at real-time pace (default: as fast as possible)"

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from asr import DEFAULT_MODEL
+from asr import DEFAULT_MODEL, user_models
 from asr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from asr.data import (
     ASRDataset,
@@ -114,9 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
     a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
+    a(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many validations in a row without a better WER on the first --valid set (0: never)",
+    )
     a("--log-every", type=int, default=10, help="steps between log lines")
     a("--stats-utterances", type=int, default=500, help="utterances sampled for feature normalisation")
     a("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a("--quiet", action="store_true", help="no progress bars or validation lines (log.jsonl has them all)")
     a("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
     a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
@@ -387,6 +394,7 @@ class Trainer:
         self.clock = time.monotonic()
         self.shared_elapsed = 0.0  # elapsed() as the ranks agreed on it at the last step (the largest)
         self.best_wer = float("inf")
+        self.stale_validations = 0  # validations since the best WER (--patience)
         self.validated_step = -1
         resume = self.out / "last.pt"
         if args.resume and resume.exists():
@@ -395,12 +403,12 @@ class Trainer:
         else:
             self.state = None
             fields = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
-            config = ModelConfig(n_mels=80, vocab_size=len(self.tokenizer), **fields)
+            config = model_config(n_mels=80, vocab_size=len(self.tokenizer), **fields)
         initial = self._initial_model() if self.state is None and args.init else None
         if initial is not None:
             config = initial.config
             if args.lookahead is not None:
-                config = dataclasses.replace(config, lookahead=args.lookahead)
+                config = model_config(**{**config.to_dict(), "lookahead": args.lookahead})
         self.model = GRUCTC(config).to(self.device)
         if initial is not None:  # weights and normalisation stats as trained; the optimizer starts afresh
             weights = {k: v for k, v in initial.state_dict().items() if k in self.model.state_dict()}
@@ -432,7 +440,7 @@ class Trainer:
     def _initial_model(self) -> GRUCTC:
         """The --init model, checked against this run's tokenizer."""
         try:
-            model = load_checkpoint(DEFAULT_MODEL if self.args.init == "default" else self.args.init)
+            model = load_checkpoint(user_models.resolve(self.args.init) or DEFAULT_MODEL)
         except CheckpointError as exc:
             raise TrainError(f"--init {exc}") from None
         if model.tokens != self.tokenizer.tokens:
@@ -463,6 +471,7 @@ class Trainer:
             "epoch": self.epoch,
             "position": self.position,
             "best_wer": self.best_wer,
+            "stale_validations": self.stale_validations,
             "elapsed": self.elapsed(),
             "rng": rng_state(),
         }
@@ -476,6 +485,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_wer = state["best_wer"]
+        self.stale_validations = state.get("stale_validations", 0)
         self.elapsed_before = self.shared_elapsed = state.get("elapsed", 0.0)
         rng = state["rng"]
         rng["python"] = _python_tuple(rng["python"])
@@ -531,9 +541,12 @@ class Trainer:
             result = validate(self.model, loader, self.tokenizer, self.device)
             record = {"step": self.step, "epoch": self.epoch, "valid": path, **result}
             append_log(self.out, record)
-            print(f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr)
+            if not self.args.quiet:
+                print(f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr)
+            if i == 0:
+                self.stale_validations += 1
             if i == 0 and result["wer"] < self.best_wer:
-                self.best_wer = result["wer"]
+                self.best_wer, self.stale_validations = result["wer"], 0
                 save_checkpoint(self.out / "best.pt", self.model, self.tokenizer.tokens, self._extra())
         plot_curve(self.out)
 
@@ -545,7 +558,7 @@ class Trainer:
         self.clock = started
         audio_seconds, window_loss, window_n, window_start = 0.0, 0.0, 0, time.monotonic()
         stop = a.max_steps and self.step >= a.max_steps
-        if self.main:
+        if self.main and not a.quiet:
             n = self.model.num_parameters()
             print(
                 f"training {n / 1e6:.2f}M parameters on {self.device} x{self.world}, step {self.step}", file=sys.stderr
@@ -558,7 +571,7 @@ class Trainer:
                 total=self.batches_per_epoch,
                 initial=self.position,
                 desc=f"epoch {self.epoch}",
-                disable=not self.main,
+                disable=not self.main or a.quiet,
                 dynamic_ncols=True,
             )
             for batch in bar:
@@ -589,9 +602,12 @@ class Trainer:
                     self.run_validation()
                     audio_seconds, window_start = 0.0, time.monotonic()  # throughput: training time only
                 over_steps = a.max_steps and self.step >= a.max_steps
-                _, stop = self._agree(False, bool(over_steps))
+                out_of_patience = a.patience and self.stale_validations >= a.patience  # rank 0 validates
+                _, stop = self._agree(False, bool(over_steps or out_of_patience))
                 stop = stop or bool(a.max_minutes and self.shared_elapsed > a.max_minutes * 60)
                 if stop:
+                    if out_of_patience and self.main and not a.quiet:
+                        print(f"no better WER in {a.patience} validations: stopping at step {self.step}", file=sys.stderr)
                     break
             bar.close()
             if not stop:
@@ -601,7 +617,15 @@ class Trainer:
         self.save()
         if self.main:
             plot_curve(self.out)
-            print(f"finished at step {self.step}; model in {self.out / 'model.pt'}", file=sys.stderr)
+            if not a.quiet:
+                print(f"finished at step {self.step}; model in {self.out / 'model.pt'}", file=sys.stderr)
+
+
+def model_config(**fields) -> ModelConfig:
+    try:
+        return ModelConfig(**fields)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def main(argv=None) -> int:

@@ -55,6 +55,7 @@ from websockets.protocol import State
 from asr import __version__ as asr_version
 from asr.decoding_config import DecodingConfig
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
+from asr.user_models import MODEL_HELP
 from server import protocol
 from server.metrics import Metrics
 from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
@@ -625,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr serve", description="Vosk-compatible websocket speech recognition server")
     p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one)")
-    p.add_argument("--model", default=None, help="model bundle (default: the embedded model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--max-connections", type=int, default=d.max_connections, help="beyond it, HTTP 503")
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="larger messages: close 1009")

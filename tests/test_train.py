@@ -213,6 +213,15 @@ def test_init_adds_a_lookahead_to_a_model_without_one(corpus, tmp_path):
     assert train.main(_args(corpus, tmp_path / "bad", "--lookahead", "7", "--max-steps", "1")) == 2
 
 
+def test_patience_stops_when_the_valid_wer_no_longer_improves(corpus, tmp_path):
+    """--patience 2 with a learning rate of 0: the first validation is the best, two more without a better WER."""
+    out = tmp_path / "patient"
+    argv = _args(corpus, out, "--valid", str(corpus), "--valid-every", "1", "--patience", "2", "--max-steps", "50")
+    assert train.main(argv + ["--lr", "0"]) == 0
+    valid = [r for r in _log(out) if "wer" in r]
+    assert [r["step"] for r in valid] == [1, 2, 3] and load_checkpoint(out / "model.pt").extra["step"] == 3
+
+
 def test_init_errors_are_one_line(corpus, tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

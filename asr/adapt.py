@@ -1,0 +1,246 @@
+"""`asr adapt`: fit the model to one speaker's voice and microphone, in minutes on a CPU.
+
+    asr adapt DIR --name NAME            # DIR: audio files (wav, flac, ogg, mp3) with a .txt transcript beside each
+    asr adapt clips.jsonl --name NAME    # or a manifest (JSONL: audio, text; as `python -m asr.data` writes)
+    asr transcribe --model NAME a.wav    # then any command takes the name
+
+A clip that is silent or clipped is refused with its reason; a fifth of the others (at least one) is held out.
+The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --minutes (small
+learning rate, augmentation and silence padding as in training, early stopping on the held-out clips'
+greedy WER), and the best step is kept. The held-out WER before and after, with the default decoding, decides:
+if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt (`asr.user_models`); if not, the
+command says so, saves nothing, and the starting model stays what you use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from asr.audio import AudioError, load_audio
+from asr.cli import UserError
+from asr.user_models import MODEL_HELP
+
+MIN_CLIPS = 5  # usable clips needed: at least four to train on, one to hold out
+HELD_OUT_FRACTION = 0.2
+SILENT_DBFS = -50.0  # a clip whose loudest 50 ms is quieter than this is refused as silent
+CLIPPED_FRACTION = 0.002  # a clip with more of its samples at full scale than this is refused as clipped
+FULL_SCALE = 0.999
+DEFAULT_MINUTES = 5.0
+# fine-tuning settings: measured by benchmarks/adapt.py
+LEARNING_RATE = 5e-4
+WARMUP_STEPS = 10
+BATCH_SECONDS = 60.0
+PATIENCE = 6  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
+MIN_VALID_EVERY = 5  # steps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr adapt", description="fit the model to your own voice and microphone")
+    p.add_argument("source", metavar="DIR|MANIFEST", help="folder of audio files with .txt beside each, or a manifest")
+    p.add_argument("--name", required=True, help="name to save the adapted model as (then: --model NAME)")
+    p.add_argument("--model", default=None, help=f"the model to start from; {MODEL_HELP}")
+    p.add_argument(
+        "--minutes", type=float, default=DEFAULT_MINUTES, help=f"training time (default {DEFAULT_MINUTES:g})"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="picks the held-out clips and the training order")
+    p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    return p
+
+
+# -- the clips ---------------------------------------------------------------------------------------------
+def clip_problem(samples: np.ndarray) -> str | None:
+    """Why a recording cannot be used (silent, clipped), or None."""
+    if samples.size == 0:
+        return "empty"
+    window = 800  # 50 ms at 16 kHz
+    frames = (
+        samples[: samples.size - samples.size % window].reshape(-1, window) if samples.size >= window else samples[None]
+    )
+    loudest = float(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)).max())
+    level = 20 * np.log10(max(loudest, 1e-10))
+    if level < SILENT_DBFS:
+        return f"silent (loudest 50 ms at {level:.0f} dBFS, below {SILENT_DBFS:g})"
+    clipped = float(np.mean(np.abs(samples) >= FULL_SCALE))
+    if clipped > CLIPPED_FRACTION:
+        return f"clipped ({clipped:.1%} of its samples at full scale): record it less loud"
+    return None
+
+
+def collect(source) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(usable entries, [(clip, reason)] refused) from a folder or a manifest."""
+    from asr.data import DataError, import_folder, read_manifest
+
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{path}: no such folder or manifest")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            entries = import_folder(path) if path.is_dir() else read_manifest(path)
+        except DataError as exc:
+            raise UserError(str(exc)) from None
+    refused = [("", str(w.message)) for w in caught]
+    usable = []
+    for entry in entries:
+        try:
+            problem = clip_problem(load_audio(entry["audio"]))
+        except AudioError as exc:
+            problem = str(exc)
+        if problem:
+            refused.append((entry["audio"], problem))
+        else:
+            usable.append(entry)
+    return usable, refused
+
+
+def split(entries: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held out): a fifth held out, at least one, chosen by `seed`."""
+    order = list(entries)
+    random.Random(seed).shuffle(order)
+    held = max(1, round(len(order) * HELD_OUT_FRACTION))
+    return order[held:], order[:held]
+
+
+# -- measuring -----------------------------------------------------------------------------------------------
+def held_out_wer(model, entries: list[dict], decoding) -> float:
+    """WER of `model` on the entries, with `decoding` (an asr.DecodingConfig)."""
+    import jiwer
+
+    from asr.evaluate import transcribe_entries
+
+    factory = decoding.beam_factory(model.tokens)
+    results = transcribe_entries(model, entries, beam=factory() if factory else None)
+    return jiwer.wer([e["text"] for e, _ in results], [h for _, h in results])
+
+
+class Progress:
+    """A bar over the time budget whose postfix is the latest held-out WER of the training's log.jsonl."""
+
+    def __init__(self, log: Path, seconds: float):
+        from tqdm import tqdm
+
+        self.log, self.seconds, self.stop = log, seconds, threading.Event()
+        self.bar = tqdm(total=round(seconds), unit="s", desc="adapting", file=sys.stderr, dynamic_ncols=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._update()
+        self.bar.close()
+
+    def _run(self):
+        while not self.stop.wait(0.5):
+            self._update()
+
+    def _update(self):
+        self.bar.n = min(round(time.monotonic() - self.started), self.bar.total)
+        wers = []
+        if self.log.exists():
+            for line in self.log.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # being written
+                    continue
+                if "wer" in record:
+                    wers.append(record["wer"])
+        if wers:
+            self.bar.set_postfix_str(f"held-out WER (greedy) {wers[-1]:.1%}, best {min(wers):.1%}", refresh=False)
+        self.bar.refresh()
+
+
+def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_pass: int) -> Path:
+    """Train from `start`; the best held-out step's bundle (OUT/best.pt)."""
+    from asr import train as trainer
+
+    argv = ["--init", str(start), "--train", str(train), "--valid", str(held), "--out", str(out)]
+    argv += ["--lr", str(LEARNING_RATE), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
+    argv += ["--max-minutes", str(args.minutes), "--epochs", "100000", "--max-batch-seconds", str(BATCH_SECONDS)]
+    argv += ["--valid-every", str(steps_per_pass), "--patience", str(PATIENCE), "--checkpoint-every", "0"]
+    argv += ["--augment-scale", "0.5", "--pad-prob", "0.3", "--num-workers", "0", "--threads", str(args.threads)]
+    argv += ["--seed", str(args.seed), "--device", "cpu", "--quiet"]
+    with Progress(out / "log.jsonl", args.minutes * 60):
+        code = trainer.main(argv)
+    if code or not (out / "best.pt").exists():
+        raise UserError("fine-tuning failed (see the lines above)")
+    return out / "best.pt"
+
+
+# -- the command ------------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    import asr
+    from asr import user_models
+    from asr.checkpoint import load_checkpoint, save_checkpoint
+    from asr.data import write_manifest
+    from asr.decoding_config import DecodingConfig
+
+    args = build_parser().parse_args(argv)
+    try:
+        target = user_models.model_file(args.name)
+    except ValueError as exc:
+        raise UserError(f"--name: {exc}") from None
+    if target.exists() and not args.force:
+        raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
+    if not args.minutes > 0 or args.threads < 1:
+        raise UserError("--minutes must be positive and --threads at least 1")
+    start_path = user_models.resolve(args.model) or asr.default_model_path()
+    start = asr.load_model(start_path, device="cpu")
+    if not hasattr(start, "state_dict"):
+        raise UserError(f"--model {args.model}: an exported model cannot be trained; give its .pt bundle")
+
+    entries, refused = collect(args.source)
+    for clip, reason in refused:
+        print(f"refused {clip}: {reason}" if clip else f"skipped: {reason}", file=sys.stderr)
+    if len(entries) < MIN_CLIPS:
+        raise UserError(f"{len(entries)} usable clips in {args.source}: at least {MIN_CLIPS} are needed")
+    train, held = split(entries, args.seed)
+    seconds = sum(e["duration"] for e in train)
+    print(
+        f"{len(train)} clips ({seconds / 60:.1f} min) to train on, {len(held)} held out; starting from {start_path}",
+        file=sys.stderr,
+    )
+    decoding = DecodingConfig().resolved()
+    before = held_out_wer(start, held, decoding)
+    with tempfile.TemporaryDirectory(prefix="asr_adapt_") as tmp:
+        work = Path(tmp)
+        write_manifest(work / "train.jsonl", train)
+        write_manifest(work / "held.jsonl", held)
+        steps_per_pass = max(MIN_VALID_EVERY, int(np.ceil(seconds / BATCH_SECONDS)))
+        best = load_checkpoint(
+            fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args, steps_per_pass)
+        )
+        after = held_out_wer(best, held, decoding)
+        if after >= before:
+            print(
+                f"held-out WER did not improve ({before:.1%} -> {after:.1%}): nothing saved, keep using {start_path}",
+                file=sys.stderr,
+            )
+            return 1
+        extra = {**best.extra, "adapted_from": str(start_path), "held_out_wer": {"before": before, "after": after}}
+        extra.update(clips={"train": len(train), "held_out": len(held)}, minutes=args.minutes)
+        save_checkpoint(target, best, best.tokens, extra)
+    print(f"held-out WER {before:.1%} -> {after:.1%}; saved {target}", file=sys.stderr)
+    print(f"use it with: asr transcribe --model {args.name} FILE (and stream, mic, serve)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from asr.cli import main as cli_main
+
+    sys.exit(cli_main(["adapt", *sys.argv[1:]]))

@@ -1,0 +1,113 @@
+"""`asr adapt`: clips from a folder or a manifest, refusals, a tiny real fine-tuning run, named models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import synthesize
+
+import asr
+from asr import adapt, user_models
+from asr.checkpoint import load_checkpoint
+from asr.cli import main as cli_main
+
+SENTENCE = "zebras quietly juggle seven fuzzy kiwis"  # one sentence: the held-out clip can be learnt in seconds
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    """Six clips of one sentence at different speeds and pitches, a silent one and a clipped one, with .txt."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i, (speed, voice) in enumerate(
+        [(150, "en-us"), (170, "en-us"), (190, "en-us"), (160, "en"), (180, "en"), (140, "en")]
+    ):
+        synthesize(SENTENCE, folder / f"clip{i}.wav", voice=voice, speed=speed)
+        (folder / f"clip{i}.txt").write_text(SENTENCE + "\n")
+    sf.write(folder / "silent.wav", np.zeros(16000, np.float32), 16000)
+    (folder / "silent.txt").write_text(SENTENCE)
+    loud = np.clip(np.sin(np.arange(16000) / 3.0) * 3, -1, 1).astype(np.float32)
+    sf.write(folder / "loud.wav", loud, 16000)
+    (folder / "loud.txt").write_text(SENTENCE)
+    return folder
+
+
+def test_silent_and_clipped_clips_are_refused_with_a_reason(recordings):
+    usable, refused = adapt.collect(recordings)
+    assert len(usable) == 6
+    reasons = {clip.rsplit("/", 1)[-1]: reason for clip, reason in refused}
+    assert reasons["silent.wav"].startswith("silent") and reasons["loud.wav"].startswith("clipped")
+    assert adapt.clip_problem(np.full(8000, 0.01, np.float32)) is None  # quiet speech is kept (-40 dBFS)
+
+
+def test_split_holds_out_a_fifth_and_at_least_one():
+    entries = [{"id": str(i)} for i in range(12)]
+    train, held = adapt.split(entries, seed=0)
+    assert len(held) == 2 and len(train) == 10 and not {e["id"] for e in held} & {e["id"] for e in train}
+    assert len(adapt.split(entries[:5], seed=0)[1]) == 1
+    assert adapt.split(entries, seed=0) == adapt.split(entries, seed=0)
+
+
+@pytest.mark.slow
+def test_adapt_from_a_folder_saves_a_named_model_every_command_takes(recordings, data_home, monkeypatch, capsys):
+    monkeypatch.setattr(adapt, "LEARNING_RATE", 1e-3)  # one sentence learnt within the test's 45 s
+    code = cli_main(["adapt", str(recordings), "--name", "me", "--minutes", "0.75"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "refused" in err and "silent" in err and "5 clips" in err and "1 held out" in err
+    saved = data_home / "gru-asr" / "models" / "me.pt"
+    assert f"saved {saved}" in err and user_models.names() == ["me"]
+    model = load_checkpoint(saved)
+    before, after = model.extra["held_out_wer"]["before"], model.extra["held_out_wer"]["after"]
+    assert after < before and model.extra["clips"] == {"train": 5, "held_out": 1}
+    assert asr.load_model("me", device="cpu").source == str(saved)  # --model NAME in every command
+    assert cli_main(["transcribe", "--model", "me", "--decoding", "greedy", str(recordings / "clip0.wav")]) == 0
+    assert cli_main(["adapt", str(recordings), "--name", "me"]) == 2  # exists: not replaced without --force
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_adapt_that_does_not_improve_saves_nothing(recordings, tmp_path, data_home, monkeypatch, capsys):
+    """With a learning rate of 0 the held-out WER cannot fall: the command says so and saves nothing. The clips
+    come from a manifest this time."""
+    from asr.data import import_folder, write_manifest
+
+    write_manifest(tmp_path / "clips.jsonl", import_folder(recordings))
+    monkeypatch.setattr(adapt, "LEARNING_RATE", 0.0)
+    assert cli_main(["adapt", str(tmp_path / "clips.jsonl"), "--name", "same", "--minutes", "0.2"]) == 1
+    assert "did not improve" in capsys.readouterr().err and user_models.names() == []
+
+
+def test_one_line_errors(tmp_path, capsys):
+    (tmp_path / "few").mkdir()
+    cases = [
+        (["adapt", str(tmp_path / "nowhere"), "--name", "x"], "no such folder or manifest"),
+        (["adapt", str(tmp_path / "few"), "--name", "x"], "0 usable clips"),
+        (["adapt", str(tmp_path / "few"), "--name", "a/b"], "model name"),
+        (["adapt", str(tmp_path / "few"), "--name", "x", "--minutes", "0"], "--minutes"),
+        (["transcribe", "--model", "nobody", "x.wav"], "no model of that name"),
+    ]
+    for argv, message in cases:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_names_resolve_to_the_user_models_folder(data_home):
+    assert user_models.resolve(None) is None and user_models.resolve("default") is None
+    assert user_models.resolve("missing.pt") == Path("missing.pt")  # a file name: its loader says it is missing
+    folder = data_home / "gru-asr" / "models"
+    folder.mkdir(parents=True)
+    (folder / "anna.pt").write_bytes(b"")
+    assert user_models.resolve("anna") == folder / "anna.pt" and user_models.names() == ["anna"]
+    with pytest.raises(ValueError, match="model name"):
+        user_models.check_name("default")
