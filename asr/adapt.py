@@ -1,5 +1,6 @@
 """`asr adapt`: fit the model to one speaker's voice and microphone, in minutes on a CPU.
 
+    asr adapt --record --name NAME       # read 40 prompts into the microphone (asr.adapt_record), then adapt
     asr adapt DIR --name NAME            # DIR: audio files (wav, flac, ogg, mp3) with a .txt transcript beside each
     asr adapt clips.jsonl --name NAME    # or a manifest (JSONL: audio, text; as `python -m asr.data` writes)
     asr transcribe --model NAME a.wav    # then any command takes the name
@@ -46,8 +47,16 @@ MIN_VALID_EVERY = 5  # steps
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr adapt", description="fit the model to your own voice and microphone")
-    p.add_argument("source", metavar="DIR|MANIFEST", help="folder of audio files with .txt beside each, or a manifest")
+    p.add_argument(
+        "source", nargs="?", metavar="DIR|MANIFEST", help="folder of audio files with .txt beside each, or a manifest"
+    )
     p.add_argument("--name", required=True, help="name to save the adapted model as (then: --model NAME)")
+    p.add_argument("--record", action="store_true", help="record prompts from the microphone first")
+    p.add_argument("--prompts", type=int, default=40, help="with --record: sentences to read (default 40)")
+    p.add_argument("--out", default=None, help="with --record: where the clips go (default: beside your models)")
+    p.add_argument("--device", default=None, help="with --record: input device, as `asr mic --device`")
+    p.add_argument("--samplerate", type=int, default=None, help="with --record: capture rate (default: the device's)")
+    p.add_argument("--no-train", action="store_true", help="with --record: only record (adapt later: asr adapt DIR)")
     p.add_argument("--model", default=None, help=f"the model to start from; {MODEL_HELP}")
     p.add_argument(
         "--minutes", type=float, default=DEFAULT_MINUTES, help=f"training time (default {DEFAULT_MINUTES:g})"
@@ -182,6 +191,24 @@ def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_p
     return out / "best.pt"
 
 
+def record(args) -> Path:
+    """--record: the prompts read into the microphone; the folder they went into."""
+    from asr import adapt_record, user_models
+    from asr.mic import capture_rate, find_device, import_sounddevice
+
+    texts = adapt_record.prompts(args.prompts, args.seed)
+    out = Path(args.out) if args.out else user_models.models_dir().parent / "recordings" / args.name
+    sd = import_sounddevice()
+    device = find_device(sd, args.device)
+    rate = capture_rate(device, args.samplerate)
+    print(f"recording {len(texts)} prompts from {device['name']!r} at {rate} Hz into {out}", file=sys.stderr)
+    try:
+        adapt_record.record_session(sd, device, rate, texts, out)
+    except sd.PortAudioError as exc:
+        raise UserError(f"cannot record from {device['name']!r}: {exc}") from None
+    return out / "manifest.jsonl"
+
+
 # -- the command ------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     import asr
@@ -199,6 +226,12 @@ def main(argv=None) -> int:
         raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
     if not args.minutes > 0 or args.threads < 1:
         raise UserError("--minutes must be positive and --threads at least 1")
+    if args.record == (args.source is not None):
+        raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
+    if args.record:
+        args.source = record(args)
+        if args.no_train:
+            return 0
     start_path = user_models.resolve(args.model) or asr.default_model_path()
     start = asr.load_model(start_path, device="cpu")
     if not hasattr(start, "state_dict"):

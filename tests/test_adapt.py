@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,73 @@ def test_names_resolve_to_the_user_models_folder(data_home):
     assert user_models.resolve("anna") == folder / "anna.pt" and user_models.names() == ["anna"]
     with pytest.raises(ValueError, match="model name"):
         user_models.check_name("default")
+
+
+@pytest.mark.slow
+def test_record_flow_through_a_pulseaudio_null_sink(speech_wav, tmp_path):
+    """`asr adapt --record`: a prompt read in (a clip played into the sink) is kept as wav + txt + manifest line; a
+    take with nothing said is refused as silent and the prompt asked again; q ends it."""
+    import subprocess
+    import sys
+    import threading
+
+    from audio_env import SINK, SINK_RATE, padded_clip, pulseaudio
+
+    from asr.adapt_record import prompts
+    from asr.data import read_manifest
+
+    clip = padded_clip(speech_wav, tmp_path / "clip.wav", 0.2, 0.0, SINK_RATE)
+    out = tmp_path / "takes"
+    (tmp_path / "pulse").mkdir()
+    with pulseaudio(tmp_path / "pulse") as env:
+        cmd = [sys.executable, "-m", "asr.cli", "adapt", "--record", "--no-train", "--prompts", "2", "--name", "t"]
+        cmd += ["--out", str(out), "--device", "pulse"]
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        seen: list[str] = []
+        arrived = threading.Condition()
+
+        def read():
+            for line in proc.stdout:
+                with arrived:
+                    seen.append(line)
+                    arrived.notify_all()
+
+        threading.Thread(target=read, daemon=True).start()
+
+        def wait_for(text: str, timeout: float = 90.0) -> None:
+            """Until a line with `text` arrives; the lines up to it are consumed."""
+            with arrived:
+                assert arrived.wait_for(lambda: any(text in line for line in seen), timeout), "".join(seen)
+                del seen[: next(i for i, line in enumerate(seen) if text in line) + 1]
+
+        def send(line: str) -> None:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+
+        try:
+            wait_for("[1/2]")
+            send("")  # record
+            wait_for("recording...")
+            subprocess.run(["paplay", f"--device={SINK}", str(clip)], env=env, check=True, timeout=60)
+            wait_for("kept.")  # stopped by itself after the silence
+            send("")  # next
+            wait_for("[2/2]")
+            send("")
+            wait_for("recording...")
+            time.sleep(1.0)
+            send("")  # stop: nothing was said
+            wait_for("not kept: silent")
+            wait_for("[2/2]")
+            send("q")
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    first = prompts(2, seed=0)[0]
+    (entry,) = read_manifest(out / "manifest.jsonl")
+    assert entry["text"] == first and (out / "001.txt").read_text().strip() == first
+    samples = sf.read(out / "001.wav")[0]
+    assert len(samples) > 0.5 * sf.info(clip).frames  # the speech is in the take
+    assert not (out / "002.wav").exists()
