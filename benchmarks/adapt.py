@@ -1,0 +1,142 @@
+"""What `asr adapt` buys per speaker: WER before and after on the speaker's own unseen clips, and on real_en.
+
+    python benchmarks/adapt.py --manifests recipes/default_en/work/manifests            # every speaker, 5 min each
+    python benchmarks/adapt.py --manifests DIR --speakers so762_0048 yweweler --minutes 2
+
+Speakers never used in training or tuning: the 8 speakers of so762_dev (20 utterances each: adapt on the first
+10, test on the other 10), the FSDD speaker yweweler (fsdd_test: adapt on 50 digits, 5 of each, test on the
+other 450), and the two held-out synthetic voices (synth_unseen_voice, synth_unseen_natural: adapt on 50, test
+on 50). Each adaptation is `asr adapt MANIFEST --name SPEAKER --minutes M` on its adaptation clips, as a user
+would run it (it holds a fifth of them out for early stopping itself), into a temporary XDG_DATA_HOME. WER is
+the default decoding (beam search with the general English LM) of the speaker's test clips and of real_en, before
+(the starting model) and after (the adapted one; the starting model where `asr adapt` saved nothing). Prints a
+table and writes benchmarks/results/adapt.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (puts the repository on sys.path)
+import jiwer
+
+import asr
+from asr.data import read_manifest, write_manifest
+from asr.decoding_config import DecodingConfig
+from asr.evaluate import transcribe_entries
+
+REAL_EN = "real_en"
+
+
+def speakers(folder: Path) -> dict[str, tuple[list[dict], list[dict]]]:
+    """{speaker: (adaptation clips, test clips)} from the recipe's manifests (those present)."""
+    out = {}
+    if (folder / "so762_dev.jsonl").exists():
+        by_speaker: dict[str, list[dict]] = {}
+        for e in read_manifest(folder / "so762_dev.jsonl"):
+            by_speaker.setdefault(e["speaker"], []).append(e)
+        for name, entries in sorted(by_speaker.items()):
+            out[name] = (entries[:10], entries[10:])
+    if (folder / "fsdd_test.jsonl").exists():
+        entries = read_manifest(folder / "fsdd_test.jsonl")
+        adapt = [e for e in entries if int(e["id"].rsplit("_", 1)[1]) < 5]  # fsdd_D_yweweler_N: N < 5 of each digit
+        out["yweweler"] = (adapt, [e for e in entries if e not in adapt])
+    for name in ("synth_unseen_voice", "synth_unseen_natural"):
+        if (folder / f"{name}.jsonl").exists():
+            entries = read_manifest(folder / f"{name}.jsonl")
+            out[name] = (entries[:50], entries[50:])
+    return out
+
+
+def wer(model, entries, decoding) -> float:
+    factory = decoding.beam_factory(model.tokens)
+    results = transcribe_entries(model, entries, beam=factory() if factory else None)
+    return jiwer.wer([e["text"] for e, _ in results], [h for _, h in results])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--manifests", type=Path, required=True, help="the recipe's WORK/manifests folder")
+    p.add_argument("--speakers", nargs="+", default=None, help="only these (default: all)")
+    p.add_argument("--minutes", type=float, default=5.0, help="asr adapt --minutes (default 5)")
+    p.add_argument("--model", default=None, help="the model to adapt (default: the embedded one)")
+    p.add_argument("--out", default=None, help="JSON results (default benchmarks/results/adapt.json)")
+    args = p.parse_args(argv)
+    command = shlex.join(["python", "benchmarks/adapt.py", *(sys.argv[1:] if argv is None else argv)])
+
+    from asr import adapt
+
+    sets = speakers(args.manifests)
+    if args.speakers:
+        unknown = set(args.speakers) - set(sets)
+        if unknown:
+            sys.exit(f"error: unknown speakers {sorted(unknown)} (have: {', '.join(sets)})")
+        sets = {k: v for k, v in sets.items() if k in args.speakers}
+    real_en = read_manifest(args.manifests / f"{REAL_EN}.jsonl")
+    decoding = DecodingConfig().resolved()
+    start = asr.load_model(args.model, device="cpu")
+    real_before = wer(start, real_en, decoding)
+    rows = []
+    print(f"{'speaker':<22}{'clips':>7}{'WER before':>12}{'after':>8}{'rel.':>8}{'minutes':>9}{'real_en after':>15}")
+    with tempfile.TemporaryDirectory(prefix="adapt_bench_") as tmp:
+        os.environ["XDG_DATA_HOME"] = str(Path(tmp) / "data")
+        for name, (adapt_clips, test_clips) in sets.items():
+            manifest = Path(tmp) / f"{name}.jsonl"
+            write_manifest(manifest, adapt_clips)
+            before = wer(start, test_clips, decoding)
+            t0 = time.monotonic()
+            argv = [str(manifest), "--name", name.replace(":", "_"), "--minutes", str(args.minutes)]
+            code = adapt.main(argv + (["--model", args.model] if args.model else []))
+            seconds = time.monotonic() - t0
+            saved = code == 0
+            model = asr.load_model(name.replace(":", "_"), device="cpu") if saved else start
+            after = wer(model, test_clips, decoding)
+            real_after = wer(model, real_en, decoding) if saved else real_before
+            rows.append(
+                {
+                    "speaker": name,
+                    "adapt_clips": len(adapt_clips),
+                    "test_clips": len(test_clips),
+                    "wer_before": before,
+                    "wer_after": after,
+                    "relative_reduction": (before - after) / before if before else 0.0,
+                    "seconds": seconds,
+                    "saved": saved,
+                    "real_en_before": real_before,
+                    "real_en_after": real_after,
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{name:<22}{len(adapt_clips):>7}{before:>12.1%}{after:>8.1%}{r['relative_reduction']:>8.1%}"
+                f"{seconds / 60:>9.1f}{real_after:>15.1%}",
+                flush=True,
+            )
+    mean = sum(r["relative_reduction"] for r in rows) / len(rows) if rows else 0.0
+    worst = max((r["real_en_after"] - r["real_en_before"] for r in rows), default=0.0)
+    print(f"mean relative WER reduction {mean:.1%}; real_en at most {worst * 100:+.1f} points (was {real_before:.1%})")
+    common.write_json(
+        args.out,
+        "adapt",
+        {
+            "command": command,
+            "machine": common.machine(),
+            "model": str(args.model or asr.default_model_path()),
+            "minutes": args.minutes,
+            "decoding": decoding.describe(),
+            "rows": rows,
+            "mean_relative_reduction": mean,
+            "real_en_worst_change": worst,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
