@@ -5,20 +5,14 @@
 #   scratch    (a) today's 3 x 320 GRU against (b) a 4 x 384 GRU, both from scratch (conf/probe_models_scratch.json)
 #   lookahead  (a) 3 x 320 against (c) 3 x 320 with a 2-frame (80 ms) lookahead, both fine-tuned from the shipped
 #              model (conf/probe_models_finetune.json; the lookahead starts as a pass-through)
-#   bash recipes/default_en/local/model_probe.sh scratch|lookahead     (after stages 1-3 and 9-12; WORK/probe_models/)
+#   mixes      3 x 320 fine-tuned on round 4's mix without the two games, against rounds 1-3's real speech with the
+#              natural synthetic speech (the voice probe's mix), both as in `lookahead`
+#   bash recipes/default_en/local/model_probe.sh scratch|lookahead|mixes     (after stages 1-3 and 9-12; WORK/probe_models/)
 set -euo pipefail
-PAIR=${1:?usage: model_probe.sh scratch|lookahead}
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-cd "$REPO"
-RECIPE=recipes/default_en
-WORK=${WORK:-$RECIPE/work}
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-INIT=${INIT:-asr/assets/default_en.pt}
-M=$WORK/manifests
+PAIR=${1:?usage: model_probe.sh scratch|lookahead|mixes}
+source "$(dirname "${BASH_SOURCE[0]}")/probe_lib.sh"
 P=$WORK/probe_models
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
 source $RECIPE/local/round4_mix.sh
-round4_mix "$M"
 mkdir -p "$P"
 case $PAIR in
   scratch)
@@ -29,20 +23,22 @@ case $PAIR in
     names=(finetune_3x320 finetune_3x320_look2)
     opts=("--init $INIT" "--init $INIT --lookahead 2")
     conf=$RECIPE/conf/probe_models_finetune.json ;;
-  *) echo "model_probe.sh: unknown pair $PAIR (scratch or lookahead)" >&2; exit 2 ;;
+  mixes)
+    names=(finetune_no_games finetune_old_mix)
+    opts=("--init $INIT" "--init $INIT")
+    conf=$RECIPE/conf/probe_models_finetune.json ;;
+  *) echo "model_probe.sh: unknown pair $PAIR (scratch, lookahead or mixes)" >&2; exit 2 ;;
 esac
 for i in 0 1; do
+  round4_mix "$M"
+  if [ "${names[$i]}" = finetune_no_games ]; then
+    round4_mix "$M" queen_train sky_train
+  elif [ "${names[$i]}" = finetune_old_mix ]; then  # rounds 1-3's real speech, the natural synthetic speech
+    MIX=("$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2")
+  fi
   # shellcheck disable=SC2086  # opts are word lists
   $PYTHON -m asr.train --config "$conf" --out "$P/${names[$i]}" --resume ${opts[$i]} \
     --train "${MIX[@]}" --valid "$M/so762_dev.jsonl" > "$P/${names[$i]}.log" 2>&1 &
 done
 wait
-sets="$M/so762_dev.jsonl $M/cv_dev.jsonl $M/fsdd_test.jsonl $M/real_en.jsonl $M/real_en_no_ps.jsonl"
-sets="$sets $M/synth_unseen_voice.jsonl $M/synth_unseen_natural.jsonl"
-for name in "${names[@]}"; do
-  for decoding in greedy default; do
-    dopts=$([ $decoding = greedy ] && echo "--decoding greedy" || true)
-    $PYTHON -m asr.evaluate $sets --model "$P/$name/best.pt" $dopts --report "$P/${name}_$decoding.tsv" \
-      | tee "$P/${name}_$decoding.txt"
-  done
-done
+evaluate_probes "${names[@]}"

@@ -6,15 +6,8 @@
 # are evaluated greedy and with the default decoding on every real-speech set and both held-out synthetic sets.
 #   bash recipes/default_en/local/voice_probe.sh            (after stages 1-3; WORK/probe_voices/ holds it all)
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-cd "$REPO"
-RECIPE=recipes/default_en
-WORK=${WORK:-$RECIPE/work}
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-INIT=${INIT:-asr/assets/default_en.pt}
-M=$WORK/manifests
+source "$(dirname "${BASH_SOURCE[0]}")/probe_lib.sh"
 P=$WORK/probe_voices
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
 mkdir -p "$P"
 if [ ! -f "$P/robotic/manifests/synth_train.jsonl" ]; then  # the same sentences, the voices of rounds 1-3
   $PYTHON $RECIPE/local/synthesize.py --text "$WORK/text" --out "$P/robotic" --num-train "$(wc -l < "$M/synth_train.jsonl")" \
@@ -28,12 +21,4 @@ for mix in robotic natural; do
     > "$P/$mix.log" 2>&1 &
 done
 wait
-sets="$M/so762_dev.jsonl $M/cv_dev.jsonl $M/fsdd_test.jsonl $M/real_en.jsonl $M/real_en_no_ps.jsonl"
-sets="$sets $M/synth_unseen_voice.jsonl $M/synth_unseen_natural.jsonl"
-for mix in robotic natural; do
-  for decoding in greedy default; do
-    opts=$([ $decoding = greedy ] && echo "--decoding greedy" || true)
-    $PYTHON -m asr.evaluate $sets --model "$P/$mix/best.pt" $opts --report "$P/${mix}_$decoding.tsv" \
-      | tee "$P/${mix}_$decoding.txt"
-  done
-done
+evaluate_probes robotic natural
