@@ -19,7 +19,7 @@ LM (loaded once per process, before any worker is forked), unless the server run
 with --decoding greedy or the client asks for {"decoding": "greedy"}; hotwords
 (phrase_list: boosted, not a closed grammar as in Vosk's small models) and
 alternatives always use the beam. Partials are greedy. A factory marked `costly` (a
-phrase_list's: up to 2 s for the largest) is called on the server's decoder-builder
+phrase_list's: up to about a second for the largest) is called on the server's decoder-builder
 thread before the stream joins the engine, so that the engine's other streams do not
 wait for it.
 """
@@ -289,7 +289,7 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
         made = []
 
         def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list by the
-            if not made:  # server's decoder builder (the largest phrase_list takes 1-2 s to build)
+            if not made:  # server's decoder builder (the largest phrase_list takes 0.3-0.8 s to build)
                 made.append(config.beam_factory(tokens))
             return made[0]()
 
