@@ -12,7 +12,6 @@ import queue
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +103,11 @@ def record_one(sd, device: dict, rate: int, lines: Lines, meter: bool) -> np.nda
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """`samples` (int16) as a 16-bit mono WAV, written atomically."""
+    from asr.mic import open_wav
+
     tmp = path.with_name(path.name + ".tmp")
-    with wave.open(str(tmp), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
+    with open_wav(str(tmp), rate) as out:
         out.writeframes(samples.astype("<i2").tobytes())
     tmp.replace(path)
 

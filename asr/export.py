@@ -66,21 +66,21 @@ class StepModule(nn.Module):
         self.model = model
 
     def forward(self, feats, hidden, ctx1, ctx2):
+        return self._step(feats, hidden, ctx1, ctx2, None)[:4]
+
+    def _step(self, feats, hidden, ctx1, ctx2, look):
         m = self.model
         y, ctx1, ctx2 = m._subsample(m.normalize(feats), ctx1, ctx2)
         y, hidden = m._rnn(y, hidden)
-        return m._head(y), hidden, ctx1, ctx2
+        y, look = m._look(y, look)
+        return m._head(y), hidden, ctx1, ctx2, look
 
 
 class LookaheadStepModule(StepModule):
     """The step of a model with lookahead: one more state tensor, the last K GRU outputs."""
 
     def forward(self, feats, hidden, ctx1, ctx2, look):
-        m = self.model
-        y, ctx1, ctx2 = m._subsample(m.normalize(feats), ctx1, ctx2)
-        y, hidden = m._rnn(y, hidden)
-        y, look = m._look(y, look)
-        return m._head(y), hidden, ctx1, ctx2, look
+        return self._step(feats, hidden, ctx1, ctx2, look)
 
 
 def state_names(config) -> tuple[str, ...]:

@@ -411,7 +411,8 @@ class Trainer:
                 config = model_config(**{**config.to_dict(), "lookahead": args.lookahead})
         self.model = GRUCTC(config).to(self.device)
         if initial is not None:  # weights and normalisation stats as trained; the optimizer starts afresh
-            weights = {k: v for k, v in initial.state_dict().items() if k in self.model.state_dict()}
+            wanted = self.model.state_dict()
+            weights = {k: v for k, v in initial.state_dict().items() if k in wanted}
             if config.lookahead != initial.config.lookahead:  # the row convolution starts as a pass-through
                 weights.pop("lookahead.weight", None)
             missing = self.model.load_state_dict(weights, strict=False).missing_keys
@@ -542,7 +543,9 @@ class Trainer:
             record = {"step": self.step, "epoch": self.epoch, "valid": path, **result}
             append_log(self.out, record)
             if not self.args.quiet:
-                print(f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr)
+                print(
+                    f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr
+                )
             if i == 0:
                 self.stale_validations += 1
             if i == 0 and result["wer"] < self.best_wer:
@@ -607,7 +610,9 @@ class Trainer:
                 stop = stop or bool(a.max_minutes and self.shared_elapsed > a.max_minutes * 60)
                 if stop:
                     if out_of_patience and self.main and not a.quiet:
-                        print(f"no better WER in {a.patience} validations: stopping at step {self.step}", file=sys.stderr)
+                        print(
+                            f"no better WER in {a.patience} validations: stopping at step {self.step}", file=sys.stderr
+                        )
                     break
             bar.close()
             if not stop:

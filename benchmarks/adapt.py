@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
-import jiwer
 
 import asr
+from asr.adapt import held_out_wer as wer
 from asr.data import read_manifest, write_manifest
 from asr.decoding_config import DecodingConfig
-from asr.evaluate import transcribe_entries
 
 REAL_EN = "real_en"
 
@@ -52,12 +51,6 @@ def speakers(folder: Path) -> dict[str, tuple[list[dict], list[dict]]]:
             entries = read_manifest(folder / f"{name}.jsonl")
             out[name] = (entries[:50], entries[50:])
     return out
-
-
-def wer(model, entries, decoding) -> float:
-    factory = decoding.beam_factory(model.tokens)
-    results = transcribe_entries(model, entries, beam=factory() if factory else None)
-    return jiwer.wer([e["text"] for e, _ in results], [h for _, h in results])
 
 
 def main(argv=None) -> int:
