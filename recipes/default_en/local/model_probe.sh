@@ -30,12 +30,11 @@ case $PAIR in
   *) echo "model_probe.sh: unknown pair $PAIR (scratch, lookahead or mixes)" >&2; exit 2 ;;
 esac
 for i in 0 1; do
-  round4_mix "$M"
-  if [ "${names[$i]}" = finetune_no_games ]; then
-    round4_mix "$M" queen_train sky_train
-  elif [ "${names[$i]}" = finetune_old_mix ]; then  # rounds 1-3's real speech, the natural synthetic speech
-    MIX=("$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2")
-  fi
+  case ${names[$i]} in
+    finetune_no_games) round4_mix "$M" queen_train sky_train ;;
+    finetune_old_mix) MIX=("$M/synth_train.jsonl" "$M/so762_train.jsonl:3" "$M/fsdd_train.jsonl:2") ;;  # rounds 1-3's
+    *) round4_mix "$M" ;;
+  esac
   # shellcheck disable=SC2086  # opts are word lists
   $PYTHON -m asr.train --config "$conf" --out "$P/${names[$i]}" --resume ${opts[$i]} \
     --train "${MIX[@]}" --valid "$M/so762_dev.jsonl" > "$P/${names[$i]}.log" 2>&1 &
