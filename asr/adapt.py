@@ -2,7 +2,7 @@
 
     asr adapt --record --name NAME       # read 40 prompts into the microphone (asr.adapt_record), then adapt
     asr adapt DIR --name NAME            # DIR: audio files (wav, flac, ogg, mp3) with a .txt transcript beside each
-    asr adapt clips.jsonl --name NAME    # or a manifest (JSONL: audio, text; as `python -m asr.data` writes)
+    asr adapt clips.jsonl --name NAME    # or a manifest (JSONL: audio, text; as `python -m asr.manifests` writes)
     asr transcribe --model NAME a.wav    # then any command takes the name
 
 A clip that is silent or clipped is refused with its reason; a fifth of the others (at least one) is held out.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import AudioError, load_audio
-from asr.cli import UserError
+from asr.errors import UserError
 from asr.user_models import MODEL_HELP
 
 MIN_CLIPS = 5  # usable clips needed: at least four to train on, one to hold out
@@ -42,6 +42,8 @@ LEARNING_RATE = 5e-4
 WARMUP_STEPS = 10
 BATCH_SECONDS = 60.0
 PATIENCE = 6  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
+FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
+L2_INIT = 0.0  # weight of the squared distance from the starting weights
 MIN_VALID_EVERY = 5  # steps
 
 
@@ -64,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training (default 2)")
     p.add_argument("--seed", type=int, default=0, help="picks the held-out clips and the training order")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    t = p.add_argument_group("fine-tuning (defaults measured by benchmarks/adapt.py)")
+    t.add_argument("--lr", type=float, default=LEARNING_RATE, help=f"peak learning rate (default {LEARNING_RATE:g})")
+    t.add_argument(
+        "--freeze",
+        nargs="+",
+        default=list(FROZEN),
+        metavar="PATTERN",
+        help=f"parameters left as they are, as `asr train --freeze` (default: {' '.join(FROZEN) or 'none'})",
+    )
+    t.add_argument(
+        "--l2-init",
+        type=float,
+        default=L2_INIT,
+        metavar="WEIGHT",
+        help=f"pull toward the starting weights, as `asr train --l2-init` (default {L2_INIT:g})",
+    )
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=PATIENCE,
+        help=f"stop after this many held-out checks without a better WER (default {PATIENCE}; 0: use all --minutes)",
+    )
     return p
 
 
@@ -88,7 +112,7 @@ def clip_problem(samples: np.ndarray) -> str | None:
 
 def collect(source) -> tuple[list[dict], list[tuple[str, str]]]:
     """(usable entries, [(clip, reason)] refused) from a folder or a manifest."""
-    from asr.data import DataError, import_folder, read_manifest
+    from asr.manifests import DataError, import_folder, read_manifest
 
     path = Path(source)
     if not path.exists():
@@ -179,9 +203,10 @@ def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_p
     from asr import train as trainer
 
     argv = ["--init", str(start), "--train", str(train), "--valid", str(held), "--out", str(out)]
-    argv += ["--lr", str(LEARNING_RATE), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
+    argv += ["--lr", str(args.lr), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
     argv += ["--max-minutes", str(args.minutes), "--epochs", "100000", "--max-batch-seconds", str(BATCH_SECONDS)]
-    argv += ["--valid-every", str(steps_per_pass), "--patience", str(PATIENCE), "--checkpoint-every", "0"]
+    argv += ["--valid-every", str(steps_per_pass), "--patience", str(args.patience), "--checkpoint-every", "0"]
+    argv += ["--l2-init", str(args.l2_init)] + (["--freeze", *args.freeze] if args.freeze else [])
     argv += ["--augment-scale", "0.5", "--pad-prob", "0.3", "--num-workers", "0", "--threads", str(args.threads)]
     argv += ["--seed", str(args.seed), "--device", "cpu", "--quiet"]
     with Progress(out / "log.jsonl", args.minutes * 60):
@@ -214,8 +239,8 @@ def main(argv=None) -> int:
     import asr
     from asr import user_models
     from asr.checkpoint import load_checkpoint, save_checkpoint
-    from asr.data import write_manifest
     from asr.decoding_config import DecodingConfig
+    from asr.manifests import write_manifest
 
     args = build_parser().parse_args(argv)
     try:
@@ -226,6 +251,8 @@ def main(argv=None) -> int:
         raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
     if not args.minutes > 0 or args.threads < 1:
         raise UserError("--minutes must be positive and --threads at least 1")
+    if not args.lr > 0 or args.l2_init < 0 or args.patience < 0:
+        raise UserError("--lr must be positive, --l2-init and --patience not negative")
     if args.record == (args.source is not None):
         raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
     if args.record:

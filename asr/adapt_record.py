@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.cli import UserError
+from asr.errors import UserError
 
 PROMPTS = Path(__file__).parent / "assets" / "adapt_prompts.txt"
 BLOCK_SECONDS = 0.05
@@ -116,7 +116,7 @@ def record_session(sd, device: dict, rate: int, texts: list[str], out: Path, lin
     """Record `texts` into OUT/NNN.wav + .txt and OUT/manifest.jsonl; the number of clips kept."""
     from asr.adapt import clip_problem
     from asr.audio import load_audio
-    from asr.data import write_manifest
+    from asr.manifests import write_manifest
 
     lines = lines or Lines()
     meter = sys.stderr.isatty()

@@ -22,13 +22,13 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the problem."""
 
 
-def save_checkpoint(path, model: GRUCTC, tokens: list[str], extra: dict | None = None) -> None:
-    """Write the bundle atomically (temporary file, then rename)."""
+def save_checkpoint(path, model: GRUCTC, tokens: list[str] | None = None, extra: dict | None = None) -> None:
+    """Write the bundle atomically (temporary file, then rename); `tokens` default to the model's."""
     bundle = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.config.to_dict(),
-        "tokens": list(tokens),
+        "tokens": list(model.tokens if tokens is None else tokens),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
@@ -69,17 +69,19 @@ def read_bundle(path) -> dict:
 
 
 def load_checkpoint(path, device="cpu") -> GRUCTC:
-    """Build the model from a bundle; its tokens are attached as `model.tokens`."""
+    """Build the model (with its tokens, `source` and `extra`) from a bundle."""
     bundle = read_bundle(path)
     try:
         config = ModelConfig.from_dict(bundle["config"])
-        model = GRUCTC(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad model config ({str(exc).splitlines()[0][:200]})") from None
+    if len(bundle["tokens"]) != config.vocab_size:
+        raise CheckpointError(f"{path}: {len(bundle['tokens'])} tokens but the model outputs {config.vocab_size}")
+    try:
+        model = GRUCTC(config, bundle["tokens"])
         model.load_state_dict(bundle["state_dict"])
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: weights do not match the config ({str(exc).splitlines()[0][:200]})") from None
-    if len(bundle["tokens"]) != config.vocab_size:
-        raise CheckpointError(f"{path}: {len(bundle['tokens'])} tokens but the model outputs {config.vocab_size}")
-    model.tokens = list(bundle["tokens"])
     model.extra = dict(bundle.get("extra") or {})
     model.source = str(path)
     return model.to(device).eval()

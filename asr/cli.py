@@ -12,6 +12,8 @@ import json
 import sys
 
 from asr.decoding_config import DecodingConfig
+from asr.errors import UserError, fail
+from asr.threads import add_threads_argument, set_threads
 from asr.user_models import MODEL_HELP
 
 # Subcommands implemented by their own module's `main(argv)`, with their own options.
@@ -20,41 +22,11 @@ DELEGATED = {
     "eval": "asr.evaluate",
     "stream": "asr.stream_cli",
     "mic": "asr.mic",
-    "serve": "server.app",
+    "serve": "server.cli",
     "export": "asr.export",
     "lm": "asr.default_lm",
     "adapt": "asr.adapt",
 }
-
-
-class UserError(Exception):
-    """A mistake by the user: reported in one line, without a traceback."""
-
-
-SINGLE_STREAM_THREADS = 1  # one stream gains nothing from a second thread (benchmarks/rtf.py: greedy 1 thread
-# RTF 0.0093 against 0.0108 with 2) and loses 4-8x when the other core is busy
-
-
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=SINGLE_STREAM_THREADS,
-        help=f"torch CPU threads (default {SINGLE_STREAM_THREADS}: best for one stream, above all on a busy machine)",
-    )
-
-
-def set_threads(threads: int) -> None:
-    import torch
-
-    if threads < 1:
-        raise UserError(f"--threads must be at least 1, not {threads}")
-    torch.set_num_threads(threads)
-
-
-def fail(message: str, code: int = 2) -> int:
-    print(f"asr: error: {message}", file=sys.stderr)
-    return code
 
 
 FORMATS = ("txt", "json", "srt", "vtt")

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 import asr
-from asr.audio import AudioError, LogMel, load_audio, pad_tail
+from asr.audio import AudioError, load_audio, pad_tail
 from asr.checkpoint import CheckpointError
-from asr.data import DataError, read_manifest
 from asr.decoding import ctc_greedy
 from asr.decoding_config import DecodingConfig
+from asr.frontend import LogMel
+from asr.manifests import DataError, read_manifest
 from asr.tokenizer import normalize_text
 from asr.user_models import MODEL_HELP
 

@@ -1,4 +1,4 @@
-"""Model export (ONNX, TorchScript), int8 dynamic quantisation, and loading any exported form.
+"""Model export (ONNX, TorchScript) and int8 dynamic quantisation (`asr.loading` loads what it writes).
 
     asr export --format onnx --model model.pt --out model.onnx [--int8]
     asr export --format torchscript --model model.pt --out model.ts [--int8]
@@ -30,11 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from asr.model import ModelState
+from asr.model import ModelState, state_names
 from asr.user_models import MODEL_HELP
 
 FORMATS = ("onnx", "torchscript")
-STATE_NAMES = ("hidden", "ctx1", "ctx2")  # the exported state tensors, in order; "look" follows with lookahead
 EXAMPLE_BATCH, EXAMPLE_GROUPS = 2, 4  # shape of the example input used for tracing (groups of S frames)
 MAX_BATCH, MAX_GROUPS = 4096, 1 << 20  # bounds of the dynamic dimensions (streams; groups of S frames)
 TS_EXTRA_FILES = ("tokens.json", "config.json")
@@ -52,10 +51,7 @@ def quantize_int8(model):
         quantized = torch.ao.quantization.quantize_dynamic(
             model.cpu().eval(), {torch.nn.GRU, torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8
         )
-    for attr in ("tokens", "extra", "source"):
-        if hasattr(model, attr):
-            setattr(quantized, attr, getattr(model, attr))
-    return quantized
+    return quantized  # a copy of the model: its tokens, source and extra included
 
 
 class StepModule(nn.Module):
@@ -81,11 +77,6 @@ class LookaheadStepModule(StepModule):
 
     def forward(self, feats, hidden, ctx1, ctx2, look):
         return self._step(feats, hidden, ctx1, ctx2, look)
-
-
-def state_names(config) -> tuple[str, ...]:
-    """Names of the state tensors an exported step of this model config takes and returns, in order."""
-    return STATE_NAMES + (("look",) if config.lookahead else ())
 
 
 def _step_module(model) -> StepModule:
@@ -183,24 +174,6 @@ def export_torchscript(model, out, int8: bool = False) -> Path:
     return out
 
 
-def load_any(path, threads: int | None = None, device: str = "cpu"):
-    """Load a model by extension: .onnx (ONNX Runtime), .ts/.pt with TorchScript inside, or a .pt bundle.
-
-    Every result has `tokens`, `config`, `eval()`, `init_state(batch, device)` and `step(feats, state)`.
-    """
-    from asr.checkpoint import CheckpointError, load_checkpoint
-    from asr.onnx_backend import OnnxModel, TorchScriptModel
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.suffix == ".onnx":
-        return OnnxModel(path, threads=threads)
-    if path.suffix in (".ts", ".torchscript", ".jit"):
-        return TorchScriptModel(path)
-    return load_checkpoint(path, device=device)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr export", description="export the streaming model to ONNX or TorchScript")
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx (for ONNX Runtime) or torchscript")
@@ -211,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    import asr
     from asr.checkpoint import CheckpointError
+    from asr.loading import load_model
 
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     try:
         if out.is_dir():
             raise ValueError(f"--out {out}: is a directory, give a file name")
-        model = asr.load_model(args.model, device="cpu")
+        model = load_model(args.model, device="cpu")
         if args.format == "onnx":
             export_onnx(model, out, int8=args.int8)
         else:

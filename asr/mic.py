@@ -26,9 +26,10 @@ import wave
 
 from websockets.exceptions import WebSocketException
 
-from asr.cli import UserError, add_threads_argument, set_threads
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from asr.decoding_config import DecodingConfig
-from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.errors import UserError
+from asr.threads import add_threads_argument, set_threads
 from asr.user_models import MODEL_HELP
 
 BLOCK_SECONDS = 0.1  # seconds of audio per capture block (and per websocket message)

@@ -19,9 +19,12 @@ streaming still equals offline. Word times are shifted back by `config.output_de
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from asr.tokenizer import DEFAULT_TOKENS
 
 FEATURE_SHIFT = 0.01  # seconds per feature frame (10 ms hop)
 STRIDES = {2: (2, 1), 3: (3, 1), 4: (2, 2)}  # subsampling -> (conv1, conv2) strides
@@ -129,10 +132,62 @@ class ModelState:
         return ModelState(**out)
 
 
+STATE_NAMES = ("hidden", "ctx1", "ctx2")  # the state tensors of an exported step, in order ("look" follows)
+
+
+def state_names(config: ModelConfig) -> tuple[str, ...]:
+    """Names of the state tensors an exported step of this model config takes and returns, in order (the
+    pending frames stay outside: the exported step takes whole groups of S frames)."""
+    return STATE_NAMES + (("look",) if config.lookahead else ())
+
+
+def initial_state(config: ModelConfig, batch: int = 1, device=None) -> ModelState:
+    """The state of `batch` streams before any audio (zeros), laid out for `config`."""
+    width = config.hidden_size * (2 if config.cell == "lstm" else 1)
+    return ModelState(
+        hidden=torch.zeros(config.num_layers, batch, width, device=device),
+        ctx1=torch.zeros(batch, CONV_CONTEXT, config.n_mels, device=device),
+        ctx2=torch.zeros(batch, CONV_CONTEXT, config.conv_channels, device=device),
+        pending=torch.zeros(batch, 0, config.n_mels, device=device),
+        look=torch.zeros(batch, config.lookahead, config.hidden_size, device=device),
+    )
+
+
+@runtime_checkable
+class StreamingModel(Protocol):
+    """What decoding, `Recognizer`, `BatchEngine`, `transcribe` and the server use of a model: `GRUCTC` and the
+    exported backends (`asr.onnx_backend`) implement it.
+
+    tokens: the output vocabulary (index = output id; 0 is the CTC blank)
+    config: the `ModelConfig` (frame shift, subsampling, lookahead, state sizes)
+    device: where `init_state` and `step` expect their tensors
+    source: the file it was loaded from ("" when built in memory); extra: the bundle's metadata
+    """
+
+    tokens: list[str]
+    config: ModelConfig
+    source: str
+    extra: dict
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def init_state(self, batch: int = 1, device=None) -> ModelState: ...
+
+    def step(self, feats: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]: ...
+
+
 class GRUCTC(nn.Module):
-    def __init__(self, config: ModelConfig | None = None):
+    """The model (see the module doc); `tokens` default to the English character set (asr.tokenizer)."""
+
+    def __init__(self, config: ModelConfig | None = None, tokens: list[str] | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
+        self.tokens = list(DEFAULT_TOKENS if tokens is None else tokens)
+        if len(self.tokens) != config.vocab_size:
+            raise ValueError(f"{len(self.tokens)} tokens but the model outputs {config.vocab_size}")
+        self.source = ""  # the file it was loaded from (asr.checkpoint)
+        self.extra: dict = {}  # the bundle's metadata (training, adaptation)
         self.register_buffer("feat_mean", torch.zeros(config.n_mels))
         self.register_buffer("feat_std", torch.ones(config.n_mels))
         stride1, stride2 = STRIDES[config.subsampling]
@@ -216,17 +271,12 @@ class GRUCTC(nn.Module):
         return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
 
     # -- streaming ----------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.feat_mean.device
+
     def init_state(self, batch: int = 1, device=None) -> ModelState:
-        c = self.config
-        width = c.hidden_size * (2 if c.cell == "lstm" else 1)
-        device = device if device is not None else self.feat_mean.device
-        return ModelState(
-            hidden=torch.zeros(c.num_layers, batch, width, device=device),
-            ctx1=torch.zeros(batch, CONV_CONTEXT, c.n_mels, device=device),
-            ctx2=torch.zeros(batch, CONV_CONTEXT, c.conv_channels, device=device),
-            pending=torch.zeros(batch, 0, c.n_mels, device=device),
-            look=torch.zeros(batch, c.lookahead, c.hidden_size, device=device),
-        )
+        return initial_state(self.config, batch, self.device if device is None else device)
 
     def step(self, feats: torch.Tensor, state: ModelState):
         """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state).

@@ -1,9 +1,8 @@
-"""Exported models (ONNX Runtime, TorchScript) behind GRUCTC's streaming interface.
+"""Exported models (ONNX Runtime, TorchScript) behind the streaming model contract.
 
-`OnnxModel` and `TorchScriptModel` have what `BatchEngine`, `Recognizer` and
-`transcribe` use from a GRUCTC: `tokens`, `config`, `eval()`,
-`init_state(batch, device)`, `step(feats, state) -> (log_probs, state)` and
-`parameters()` (one CPU tensor, so `next(model.parameters()).device` works).
+`OnnxModel` and `TorchScriptModel` implement `asr.model.StreamingModel` as GRUCTC does: `tokens`, `config`,
+`device` (the CPU), `source`, `extra`, `init_state(batch, device)` and `step(feats, state) -> (log_probs,
+state)`; `eval()` is there so that code written for torch modules works unchanged.
 
 The exported graph takes whole groups of S = config.subsampling frames; `step` keeps the
 0 to S-1 leftover *raw* frames in `state.pending` (GRUCTC keeps normalised ones;
@@ -22,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.export import state_names
-from asr.model import GRUCTC, ModelConfig, ModelState
+from asr.model import ModelConfig, ModelState, initial_state, state_names
 
 
 class StepBackend:
     """Common part: pending frames, state shapes; subclasses implement `_run(feats, *states)`, the states named by
-    `asr.export.state_names(config)`, in order, returning (log_probs, *states)."""
+    `asr.model.state_names(config)`, in order, returning (log_probs, *states)."""
 
     def __init__(self, tokens: list[str], config: ModelConfig, source: str):
         self.tokens = list(tokens)
@@ -36,17 +34,16 @@ class StepBackend:
         self.source = source
         self.extra: dict = {}
         self.state_names = state_names(config)
-        self._device_marker = torch.zeros(0)
 
     def eval(self):
         return self
 
-    def parameters(self):
-        yield self._device_marker
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
 
     def init_state(self, batch: int = 1, device=None) -> ModelState:
-        # GRUCTC.init_state only reads the config: borrow it without building a model
-        return GRUCTC.init_state(self, batch, torch.device("cpu"))
+        return initial_state(self.config, batch, self.device)
 
     def step(self, feats: torch.Tensor, state: ModelState):
         """feats (B, T, F) raw log-mel, any T >= 0 -> (log_probs (B, U, V), new state). The input state is kept."""

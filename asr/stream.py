@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, StreamResampler, num_frames, pad_tail
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, pad_tail
 from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times, delay_word_times
 from asr.decoding_config import DecodingConfig
+from asr.frontend import HOP_LENGTH, N_FFT, LogMel, num_frames
+from asr.resample import StreamResampler
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000  # Hz accepted as input (resampled to 16 kHz)
 MAX_FLUSH_BATCH = 256  # streams in one forward pass of `BatchEngine.flush`
 
 
@@ -261,7 +262,7 @@ class BatchEngine:
             raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
         self.subsampling = S = model.config.subsampling
         self.model = model.eval()
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = torch.device(device) if device is not None else model.device
         self.chunk_frames = -(-chunk_frames // S) * S
         self.logmel = LogMel()
         self.streams: dict[int, Stream] = {}

@@ -11,9 +11,10 @@ import json
 import sys
 import time
 
-from asr.audio import SAMPLE_RATE, StreamResampler, open_audio_file
-from asr.cli import add_threads_argument, set_threads
+from asr.audio import SAMPLE_RATE, open_audio_file
 from asr.decoding_config import DecodingConfig
+from asr.resample import StreamResampler
+from asr.threads import add_threads_argument, set_threads
 from asr.user_models import MODEL_HELP
 
 
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     import asr
-    from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recognizer
+    from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from asr.stream import Recognizer
 
     args = build_parser().parse_args(argv)
     set_threads(args.threads)

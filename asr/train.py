@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import math
 import os
@@ -33,19 +34,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from asr import DEFAULT_MODEL, user_models
+from asr import user_models
+from asr.augment import AugmentConfig
 from asr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from asr.data import (
-    ASRDataset,
-    AugmentConfig,
-    BucketingSampler,
-    DataError,
-    collate,
-    compute_stats,
-    load_manifests,
-    read_manifest,
-)
+from asr.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
 from asr.decoding import ctc_greedy
+from asr.loading import DEFAULT_MODEL
+from asr.manifests import DataError, read_manifest
 from asr.model import GRUCTC, MAX_LOOKAHEAD, STRIDES, ModelConfig
 from asr.tokenizer import BLANK, CharTokenizer
 
@@ -111,6 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="start from this model's weights and feature statistics ('default': the embedded model), to fine-tune;"
         " its architecture replaces the model options; fresh optimizer and schedule; --resume's OUT/last.pt wins",
+    )
+    a(
+        "--freeze",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="parameters not trained: names matching these shell patterns (e.g. 'rnn.*_l2*' 'output.*');"
+        " see the model's state_dict keys",
+    )
+    a(
+        "--l2-init",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --init: add WEIGHT x the squared distance of the trained weights from the --init ones to the loss"
+        " (keeps a fine-tuned model near its start)",
+    )
+    a(
+        "--kl-init",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --init: add WEIGHT x the KL divergence of the trained model's output distribution from the --init"
+        " model's, per output frame of each batch, to the loss (keeps what the fine-tuned model recognises elsewhere)",
     )
     a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
     a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
@@ -308,6 +327,13 @@ def plot_curve(out: Path) -> None:
 # -- validation ----------------------------------------------------------------------------------------------
 
 
+def frame_kl(reference: torch.Tensor, log_probs: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid output frames of KL(reference || model); both (B, U, V) log-probs, lens (B,)."""
+    valid = torch.arange(log_probs.shape[1], device=lens.device)[None, :] < lens[:, None]  # (B, U)
+    kl = (reference.exp() * (reference - log_probs)).sum(-1)  # (B, U)
+    return (kl * valid).sum() / valid.sum().clamp_min(1)
+
+
 @torch.inference_mode()
 def validate(model: GRUCTC, loader, tokenizer, device) -> dict:
     """Greedy-decode a loader of (feats, lens, targets, target_lens): WER, CER and mean CTC loss."""
@@ -409,7 +435,7 @@ class Trainer:
             config = initial.config
             if args.lookahead is not None:
                 config = model_config(**{**config.to_dict(), "lookahead": args.lookahead})
-        self.model = GRUCTC(config).to(self.device)
+        self.model = GRUCTC(config, self.tokenizer.tokens).to(self.device)
         if initial is not None:  # weights and normalisation stats as trained; the optimizer starts afresh
             wanted = self.model.state_dict()
             weights = {k: v for k, v in initial.state_dict().items() if k in wanted}
@@ -421,7 +447,19 @@ class Trainer:
             mean, std = compute_stats(entries, args.stats_utterances, args.seed)
             self.model.set_normalization(mean.to(self.device), std.to(self.device))
 
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        trained = self._trainable_parameters()
+        self.anchor = None  # --l2-init: the --init weights of the trained parameters
+        if args.l2_init:
+            if not args.init:
+                raise TrainError("--l2-init needs --init (the weights to stay near)")
+            start = (initial or self._initial_model()).state_dict()
+            self.anchor = [(p, start[name].to(self.device)) for name, p in trained if name in start]
+        self.reference = None  # --kl-init: the --init model, whose outputs the trained one is kept near
+        if args.kl_init:
+            if not args.init:
+                raise TrainError("--kl-init needs --init (the model whose outputs to stay near)")
+            self.reference = (initial or self._initial_model()).to(self.device).eval().requires_grad_(False)
+        self.optimizer = torch.optim.Adam([p for _, p in trained], lr=args.lr, weight_decay=args.weight_decay)
         total = args.max_steps or args.epochs * self.batches_per_epoch
         time_fraction = (lambda: self.shared_elapsed / (args.max_minutes * 60)) if args.max_minutes else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -437,6 +475,24 @@ class Trainer:
             ids = [self.device.index] if cuda else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.loader = self._loader(self.train_set, self.sampler)
+
+    def _trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(name, parameter) of those trained; --freeze turns the others' gradients off."""
+        named = list(self.model.named_parameters())
+        for pattern in self.args.freeze:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in named):
+                raise TrainError(
+                    f"--freeze {pattern}: matches no parameter (they are: {', '.join(n for n, _ in named)})"
+                )
+        trained = []
+        for name, param in named:
+            frozen = any(fnmatch.fnmatchcase(name, pattern) for pattern in self.args.freeze)
+            param.requires_grad_(not frozen)
+            if not frozen:
+                trained.append((name, param))
+        if not trained:
+            raise TrainError("--freeze leaves no parameter to train")
+        return trained
 
     def _initial_model(self) -> GRUCTC:
         """The --init model, checked against this run's tokenizer."""
@@ -525,6 +581,12 @@ class Trainer:
         with amp:
             log_probs, out_lens = model(feats, feat_lens)
         loss = ctc(log_probs.float(), targets, out_lens, target_lens)
+        if self.anchor:
+            loss = loss + self.args.l2_init * sum(((p - p0) ** 2).sum() for p, p0 in self.anchor)
+        if self.reference is not None:
+            with torch.no_grad(), amp:
+                reference, _ = self.reference(feats, feat_lens)
+            loss = loss + self.args.kl_init * frame_kl(reference.float(), log_probs.float(), out_lens)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

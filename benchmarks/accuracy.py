@@ -163,7 +163,7 @@ def load_sets(paths: dict[str, Path], limit: int, notes: list[str]) -> tuple[dic
     from tqdm import tqdm
 
     from asr.audio import AudioError, load_audio
-    from asr.data import DataError, read_manifest
+    from asr.manifests import DataError, read_manifest
     from asr.tokenizer import normalize_text
 
     sets, audio = {}, {}

@@ -11,12 +11,18 @@ would run it (it holds a fifth of them out for early stopping itself), into a te
 the default decoding (beam search with the general English LM) of the speaker's test clips and of real_en, before
 (the starting model) and after (the adapted one; the starting model where `asr adapt` saved nothing). Prints a
 table and writes benchmarks/results/adapt.json.
+
+`--set tuning` runs other speakers, on which `asr adapt`'s fine-tuning settings are chosen (so that the
+speakers above stay unseen by that choice too): six voice actors of Flight of the Amazon Queen (adapt on 10
+lines, test on 20) and the Asterisk prompts' speaker (50 and 50), none of them in the embedded model's training
+mix. `--adapt-args "--lr 2e-4 ..."` passes options to `asr adapt`. Results: benchmarks/results/adapt_tuning.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shlex
 import sys
 import tempfile
@@ -27,8 +33,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 
 import asr
 from asr.adapt import held_out_wer as wer
-from asr.data import read_manifest, write_manifest
 from asr.decoding_config import DecodingConfig
+from asr.manifests import read_manifest, write_manifest
 
 REAL_EN = "real_en"
 
@@ -53,19 +59,42 @@ def speakers(folder: Path) -> dict[str, tuple[list[dict], list[dict]]]:
     return out
 
 
+TUNING_QUEEN = ("queen_bob", "queen_sparky", "queen_faye", "queen_azura", "queen_witch", "queen_tammy")
+
+
+def tuning_speakers(folder: Path) -> dict[str, tuple[list[dict], list[dict]]]:
+    """{speaker: (adaptation clips, test clips)} of the tuning set (see the module doc)."""
+    out = {}
+    if (folder / "queen_train.jsonl").exists():
+        by_speaker: dict[str, list[dict]] = {}
+        for e in read_manifest(folder / "queen_train.jsonl"):
+            if e["speaker"] in TUNING_QUEEN and e["duration"] >= 1.0:
+                by_speaker.setdefault(e["speaker"], []).append(e)
+        for name in TUNING_QUEEN:
+            entries = random.Random(name).sample(by_speaker.get(name, []), min(30, len(by_speaker.get(name, []))))
+            if len(entries) == 30:
+                out[name] = (entries[:10], entries[10:])
+    if (folder / "asterisk_train.jsonl").exists():
+        entries = random.Random(0).sample(read_manifest(folder / "asterisk_train.jsonl"), 100)
+        out["asterisk_allison"] = (entries[:50], entries[50:])
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--manifests", type=Path, required=True, help="the recipe's WORK/manifests folder")
     p.add_argument("--speakers", nargs="+", default=None, help="only these (default: all)")
     p.add_argument("--minutes", type=float, default=5.0, help="asr adapt --minutes (default 5)")
     p.add_argument("--model", default=None, help="the model to adapt (default: the embedded one)")
-    p.add_argument("--out", default=None, help="JSON results (default benchmarks/results/adapt.json)")
+    p.add_argument("--set", choices=("test", "tuning"), default="test", help="the speakers (see above; default test)")
+    p.add_argument("--adapt-args", default="", help="more options for `asr adapt` (one string)")
+    p.add_argument("--out", default=None, help="JSON results (default benchmarks/results/adapt[_tuning].json)")
     args = p.parse_args(argv)
     command = shlex.join(["python", "benchmarks/adapt.py", *(sys.argv[1:] if argv is None else argv)])
 
     from asr import adapt
 
-    sets = speakers(args.manifests)
+    sets = (speakers if args.set == "test" else tuning_speakers)(args.manifests)
     if args.speakers:
         unknown = set(args.speakers) - set(sets)
         if unknown:
@@ -85,6 +114,7 @@ def main(argv=None) -> int:
             before = wer(start, test_clips, decoding)
             t0 = time.monotonic()
             argv = [str(manifest), "--name", name.replace(":", "_"), "--minutes", str(args.minutes)]
+            argv += shlex.split(args.adapt_args)
             code = adapt.main(argv + (["--model", args.model] if args.model else []))
             seconds = time.monotonic() - t0
             saved = code == 0
@@ -116,12 +146,14 @@ def main(argv=None) -> int:
     print(f"mean relative WER reduction {mean:.1%}; real_en at most {worst * 100:+.1f} points (was {real_before:.1%})")
     common.write_json(
         args.out,
-        "adapt",
+        "adapt" if args.set == "test" else "adapt_tuning",
         {
             "command": command,
             "machine": common.machine(),
             "model": str(args.model or asr.default_model_path()),
             "minutes": args.minutes,
+            "set": args.set,
+            "adapt_args": args.adapt_args,
             "decoding": decoding.describe(),
             "rows": rows,
             "mean_relative_reduction": mean,

@@ -48,14 +48,12 @@ def load_model(path=None):
         return asr.load_model(path, device="cpu"), str(path or asr.default_model_path())
     except asr.ModelNotFoundError:
         from asr.model import GRUCTC, ModelConfig
-        from asr.tokenizer import DEFAULT_TOKENS
 
         print(
             "note: no trained model installed; using RANDOM weights (speed figures hold, WER does not)", file=sys.stderr
         )
         torch.manual_seed(0)
         model = GRUCTC(ModelConfig()).eval()
-        model.tokens = list(DEFAULT_TOKENS)
         return model, "random"
 
 

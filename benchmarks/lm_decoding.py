@@ -51,8 +51,9 @@ def manifests(folder: Path | None) -> Path:
 
 @torch.inference_mode()
 def log_probs(model, path: Path) -> list[tuple[str, torch.Tensor, float]]:
-    from asr.audio import LogMel, load_audio, pad_tail
-    from asr.data import read_manifest
+    from asr.audio import load_audio, pad_tail
+    from asr.frontend import LogMel
+    from asr.manifests import read_manifest
     from asr.tokenizer import normalize_text
 
     logmel, out = LogMel(), []

@@ -23,7 +23,8 @@ import common
 import numpy as np
 import torch
 
-from asr.data import parse_weighted, read_manifest
+from asr.dataset import parse_weighted
+from asr.manifests import read_manifest
 from asr.model import GRUCTC, STRIDES, ModelConfig
 
 CHUNK_FRAMES = 24  # feature frames per timed step: a multiple of 2, 3 and 4

@@ -45,7 +45,7 @@ import numpy as np
 from common import portable
 from websockets.asyncio.client import connect
 
-from server.app import loop_factory
+from server.service import loop_factory
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real_en" / "audio"

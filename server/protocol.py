@@ -18,7 +18,7 @@ import json
 import struct
 from dataclasses import dataclass, fields
 
-from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 # WebSocket close codes (RFC 6455 section 7.4.1)
 CLOSE_NORMAL = 1000

@@ -23,9 +23,10 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.audio import load_audio, resample
+from asr.audio import load_audio
 from asr.checkpoint import save_checkpoint
 from asr.model import GRUCTC, ModelConfig
+from asr.resample import resample
 from asr.tokenizer import DEFAULT_TOKENS
 
 SINK = "asrtest"  # the null sink the tests play into; its monitor is the microphone

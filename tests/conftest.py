@@ -51,6 +51,18 @@ def default_model():
         pytest.skip("the embedded default model is not installed")
 
 
+def random_model(seed: int, **config):
+    """A small GRUCTC with seeded random weights, in eval mode (hidden 48, 2 layers, 32 conv channels unless
+    `config` says otherwise): its output is gibberish, but gibberish that must not depend on how the audio is
+    cut or which batch a stream ran in, which is what the stream and server tests check."""
+    import torch
+
+    from asr.model import GRUCTC, ModelConfig
+
+    torch.manual_seed(seed)
+    return GRUCTC(ModelConfig(**{"hidden_size": 48, "num_layers": 2, "conv_channels": 32, **config})).eval()
+
+
 def make_asterisk_tree(root: Path) -> Path:
     """What Debian's asterisk-core-sounds-en(-wav) unpack to, in miniature: three 1 s recordings, one broken
     file, transcripts with a comment, a sound description, symbols and a missing recording."""

@@ -33,10 +33,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audio_env import cer, model_path, padded_clip, reference_transcript, stop_process
+from conftest import random_model
 from websockets.sync.client import connect
 
 import asr
-from server.app import BackgroundServer, ServerConfig
+from server.service import BackgroundServer, ServerConfig
 
 LEAD, TRAIL = 0.5, 4.0  # seconds of silence around the speech in the fake microphone's file
 STOP_AFTER_SPEECH = 1.5  # seconds after the speech ends to click Stop (well inside TRAIL)
@@ -153,7 +154,7 @@ def page_target(port: int) -> str:
 @pytest.fixture
 def received(monkeypatch) -> list:
     """(sample rate, PCM bytes) of every audio message the server gets: what the page captured."""
-    from server.app import Connection
+    from server.connection import Connection
 
     messages, handle_audio = [], Connection.handle_audio
 
@@ -211,11 +212,7 @@ def run_page(page: Page, url: str, speech_end: float, shots: list) -> str:
 
 
 def test_page_and_scripts_are_served_with_their_types(tmp_path):
-    from asr.model import GRUCTC, ModelConfig
-    from asr.tokenizer import DEFAULT_TOKENS
-
-    model = GRUCTC(ModelConfig(hidden_size=16, num_layers=1, conv_channels=8)).eval()
-    model.tokens = DEFAULT_TOKENS
+    model = random_model(0, hidden_size=16, num_layers=1, conv_channels=8)
     with BackgroundServer(model, ServerConfig(port=0)) as srv:
         base = srv.url.replace("ws://", "http://")
         for path, kind in (("/", "text/html"), ("/app.js", "javascript"), ("/capture-worklet.js", "javascript")):

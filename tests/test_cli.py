@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import asr
+import asr.loading
+import asr.transcription
 from asr.checkpoint import save_checkpoint
 from asr.cli import main
 from asr.model import GRUCTC, ModelConfig
@@ -83,7 +85,7 @@ def test_unknown_device_is_one_line(tiny_checkpoint, speech_wav):
 
 
 def test_no_model_installed_says_so(monkeypatch, capsys, speech_wav, tmp_path):
-    monkeypatch.setattr(asr, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr(asr.loading, "DEFAULT_MODEL", tmp_path / "absent.pt")
     assert main(["transcribe", str(speech_wav)]) == 2
     assert "no model installed" in capsys.readouterr().err
 
@@ -151,7 +153,8 @@ def test_stream_takes_the_rates_transcribe_takes(tmp_path, speech_wav):
     """A 96 kHz and a 6 kHz file: `asr stream` resamples them itself (a live stream takes 8-48 kHz)."""
     import soundfile as sf
 
-    from asr.audio import load_audio, resample
+    from asr.audio import load_audio
+    from asr.resample import resample
 
     samples = load_audio(speech_wav)
     for rate in (96000, 6000):
@@ -177,8 +180,9 @@ def test_long_files_are_read_in_blocks_with_the_whole_files_result(default_model
     import numpy as np
     import soundfile as sf
 
-    from asr.audio import load_audio, resample
+    from asr.audio import load_audio
     from asr.decoding_config import DecodingConfig
+    from asr.resample import resample
 
     clip = resample(load_audio(REPO / "examples" / "hello.wav"), 16000, 44100)
     gap = np.zeros(44100 * 2, np.float32)
@@ -187,7 +191,7 @@ def test_long_files_are_read_in_blocks_with_the_whole_files_result(default_model
     sf.write(path, np.stack([mono, 0.5 * mono], axis=1), 44100, subtype="FLOAT")
     greedy = DecodingConfig(method="greedy")
     whole = asr.transcribe(default_model, load_audio(path), decoding=greedy)
-    monkeypatch.setattr(asr, "TRANSCRIBE_BLOCK_SECONDS", 7.0)
+    monkeypatch.setattr(asr.transcription, "TRANSCRIBE_BLOCK_SECONDS", 7.0)
     blocks = asr.transcribe(default_model, path, decoding=greedy, progress=True)
     assert blocks["text"] == whole["text"] and blocks["duration"] == whole["duration"] == 70.0
     assert [(w["word"], w["start"], w["end"]) for w in blocks["words"]] == [

@@ -14,25 +14,18 @@ import soundfile as sf
 import torch
 from conftest import REPO, synthesize
 
-from asr.audio import N_MELS, SAMPLE_RATE, LogMel, load_audio
-from asr.data import (
-    ASRDataset,
-    AugmentConfig,
-    BucketingSampler,
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.augment import AugmentConfig, augment_waveform, colored_noise, spec_augment
+from asr.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests, parse_weighted
+from asr.frontend import N_MELS, LogMel
+from asr.manifests import (
     DataError,
-    augment_waveform,
-    collate,
-    colored_noise,
-    compute_stats,
     import_commonvoice,
     import_folder,
     import_librispeech,
     import_tsv,
-    load_manifests,
     main,
-    parse_weighted,
     read_manifest,
-    spec_augment,
     write_manifest,
 )
 from asr.tokenizer import CharTokenizer
@@ -234,7 +227,7 @@ def test_cli_writes_manifest_and_reports_errors_in_one_line(tmp_path, wavs, caps
     err = capsys.readouterr().err
     assert "no such directory" in err and len(err.strip().splitlines()) == 1
     proc = subprocess.run(
-        [sys.executable, "-m", "asr.data", "commonvoice", str(tmp_path / "c"), str(tmp_path / "y.jsonl")],
+        [sys.executable, "-m", "asr.manifests", "commonvoice", str(tmp_path / "c"), str(tmp_path / "y.jsonl")],
         capture_output=True,
         text=True,
         cwd=REPO,

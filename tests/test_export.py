@@ -10,8 +10,9 @@ import asr
 from asr.audio import load_audio
 from asr.checkpoint import CheckpointError, save_checkpoint
 from asr.cli import main as cli_main
-from asr.export import export_onnx, export_torchscript, load_any
-from asr.model import GRUCTC, ModelConfig
+from asr.export import export_onnx, export_torchscript
+from asr.loading import load_model
+from asr.model import GRUCTC, ModelConfig, StreamingModel
 from asr.stream import EndpointConfig, Recognizer
 from asr.tokenizer import DEFAULT_TOKENS
 
@@ -68,7 +69,7 @@ def max_step_difference(reference, other, batch: int = 3) -> float:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_fp32_export_matches_torch(model, exported, fmt):
-    loaded = load_any(exported[fmt, False])
+    loaded = load_model(exported[fmt, False])
     assert loaded.tokens == model.tokens and loaded.config == model.config
     assert max_step_difference(model, loaded) < FP32_TOLERANCE
 
@@ -77,9 +78,8 @@ def test_export_of_a_3x_subsampling_model_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(5)
     model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, subsampling=3)).eval()
-    model.tokens = DEFAULT_TOKENS
     for path in (export_onnx(model, tmp_path / "m3.onnx"), export_torchscript(model, tmp_path / "m3.ts")):
-        loaded = load_any(path)
+        loaded = load_model(path)
         assert loaded.config.subsampling == 3
         assert max_step_difference(model, loaded) < FP32_TOLERANCE, path
 
@@ -90,9 +90,8 @@ def test_export_of_a_lookahead_model_matches_torch(tmp_path):
     torch.manual_seed(6)
     model = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, lookahead=2)).eval()
     torch.nn.init.normal_(model.lookahead.weight)
-    model.tokens = DEFAULT_TOKENS
     for path in (export_onnx(model, tmp_path / "la.onnx"), export_torchscript(model, tmp_path / "la.ts")):
-        loaded = load_any(path)
+        loaded = load_model(path)
         assert loaded.config.lookahead == 2
         assert max_step_difference(model, loaded) < FP32_TOLERANCE, path
     names = [i.name for i in ort.InferenceSession(str(tmp_path / "la.onnx")).get_inputs()]
@@ -101,7 +100,7 @@ def test_export_of_a_lookahead_model_matches_torch(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_int8_export_runs_and_stays_close(model, exported, fmt):
-    diff = max_step_difference(model, load_any(exported[fmt, True]))
+    diff = max_step_difference(model, load_model(exported[fmt, True]))
     print(f"{fmt} int8 max |log-prob difference| = {diff:.4f}")
     assert 0 < diff < INT8_TOLERANCE
 
@@ -118,12 +117,12 @@ def test_recognizer_on_exported_model_gives_the_same_result(model, exported, spe
     samples = load_audio(speech_wav)
     expected = recognize(model, samples)
     assert expected["text"]
-    assert recognize(load_any(exported[fmt, False]), samples) == expected
+    assert recognize(load_model(exported[fmt, False]), samples) == expected
 
 
 def test_transcribe_accepts_an_onnx_model(model, exported, speech_wav):
     assert (
-        asr.transcribe(load_any(exported["onnx", False]), speech_wav)["text"]
+        asr.transcribe(load_model(exported["onnx", False]), speech_wav)["text"]
         == asr.transcribe(model, speech_wav)["text"]
     )
 
@@ -132,18 +131,25 @@ def test_onnx_threads_option(exported):
     from asr.onnx_backend import OnnxModel
 
     one = OnnxModel(exported["onnx", False], threads=1)
-    assert max_step_difference(load_any(exported["onnx", False]), one) == 0
+    assert max_step_difference(load_model(exported["onnx", False]), one) == 0
 
 
-def test_load_any_reads_bundles_and_rejects_missing_files(model_path, tmp_path):
-    assert isinstance(load_any(model_path), GRUCTC)
+def test_every_loaded_form_keeps_the_streaming_model_contract(model_path, exported):
+    for path in (model_path, *exported.values()):
+        loaded = load_model(path, device="cpu")
+        assert isinstance(loaded, StreamingModel) and loaded.device == torch.device("cpu")
+        assert loaded.source == str(path) and len(loaded.tokens) == loaded.config.vocab_size
+
+
+def test_load_model_reads_bundles_and_rejects_missing_files(model_path, tmp_path):
+    assert isinstance(load_model(model_path), GRUCTC)
     with pytest.raises(CheckpointError, match="no such file"):
-        load_any(tmp_path / "missing.onnx")
+        load_model(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     pytest.importorskip("onnxruntime")
     with pytest.raises(ValueError, match="not a loadable ONNX model"):
-        load_any(bad)
+        load_model(bad)
 
 
 def test_cli_export_and_one_line_errors(model_path, tmp_path, capsys):
@@ -174,7 +180,6 @@ def test_load_model_and_cli_take_exported_files(tmp_path, speech_wav):
 
     torch.manual_seed(0)
     model = GRUCTC(ModelConfig(hidden_size=32, num_layers=1, conv_channels=16)).eval()
-    model.tokens = list(DEFAULT_TOKENS)
     bundle = tmp_path / "m.pt"
     save_checkpoint(bundle, model, DEFAULT_TOKENS)
     export_onnx(asr.load_model(bundle, device="cpu"), tmp_path / "m.onnx")

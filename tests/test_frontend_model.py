@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, AudioError, LogMel, MelStream, load_audio, num_frames
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.frontend import HOP_LENGTH, N_FFT, N_MELS, LogMel, MelStream, num_frames
 from asr.model import GRUCTC, ModelConfig
 
 LOGMEL = LogMel()

@@ -148,7 +148,7 @@ def test_live_mic_with_local_model_matches_offline(pulse, model_file, clip, tmp_
 
 @pytest.mark.slow
 def test_live_mic_against_server_until_ctrl_c(pulse, model_file, clip, tmp_path):
-    from server.app import BackgroundServer, ServerConfig
+    from server.service import BackgroundServer, ServerConfig
 
     model = asr.load_model(model_file, device="cpu")
     captured = tmp_path / "captured.wav"

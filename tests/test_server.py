@@ -18,9 +18,8 @@ import wave
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import websockets
-from conftest import REPO, make_self_signed_cert
+from conftest import REPO, make_self_signed_cert, random_model
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -28,11 +27,10 @@ import asr
 from asr.audio import load_audio
 from asr.checkpoint import save_checkpoint
 from asr.decoding_config import DecodingConfig
-from asr.model import GRUCTC, ModelConfig
 from asr.stream import EndpointConfig, Recognizer
-from asr.tokenizer import DEFAULT_TOKENS
 from server import protocol
-from server.app import BackgroundServer, ServerConfig, main
+from server.cli import main
+from server.service import BackgroundServer, ServerConfig
 from server.web import static_file
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -44,11 +42,7 @@ ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_u
 
 @pytest.fixture(scope="module")
 def model():
-    """Random weights: gibberish, but gibberish that must not depend on the batch a stream ran in."""
-    torch.manual_seed(7)
-    m = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32)).eval()
-    m.tokens = DEFAULT_TOKENS
-    return m
+    return random_model(7)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +191,7 @@ def test_a_client_may_ask_for_greedy_finals(server, model, speech_pcm):
 
 def test_a_3x_subsampling_model_serves_its_own_frame_times(speech_pcm):
     """Word times and endpoints in 30 ms frames, greedy and beam search (a phrase list) alike."""
-    torch.manual_seed(7)
-    m = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32, subsampling=3)).eval()
-    m.tokens = DEFAULT_TOKENS
+    m = random_model(7, subsampling=3)
     chunks = split(speech_pcm, 8000)
     with BackgroundServer(m, ServerConfig(port=0, endpoint=ENDPOINT)) as srv:
         got = asyncio.run(stream(srv.url, chunks, {"sample_rate": 16000}))
@@ -468,7 +460,7 @@ def checkpoint(model, tmp_path_factory):
 
 
 def test_command_errors_are_one_line(checkpoint, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("server.app.setup_logging", lambda level: None)
+    monkeypatch.setattr("server.cli.setup_logging", lambda level: None)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     assert main(["--model", str(bad), "--port", "0"]) == 2
@@ -607,7 +599,7 @@ def test_forwarded_for_is_the_address_the_proxy_saw():
     from websockets.datastructures import Headers
     from websockets.http11 import Request
 
-    from server.app import forwarded_for
+    from server.service import forwarded_for
 
     def request(*values):
         return Request("/", Headers([("X-Forwarded-For", v) for v in values]))

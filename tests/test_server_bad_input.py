@@ -10,16 +10,14 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from conftest import random_model
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from asr.model import GRUCTC, ModelConfig
 from asr.stream import EndpointConfig, Recognizer
-from asr.tokenizer import DEFAULT_TOKENS
 from server import protocol
-from server.app import BackgroundServer, ServerConfig
 from server.protocol import Config, Eof, ProtocolError, Reset
+from server.service import BackgroundServer, ServerConfig
 
 ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2, max_utterance_grace=0.2)
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -27,10 +25,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(11)
-    m = GRUCTC(ModelConfig(hidden_size=48, num_layers=2, conv_channels=32)).eval()
-    m.tokens = DEFAULT_TOKENS
-    return m
+    return random_model(11)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_model
 
 import asr
-from asr.audio import HOP_LENGTH, SAMPLE_RATE, TAIL_PADDING, LogMel, load_audio, num_frames, pad_tail, resample
+from asr.audio import SAMPLE_RATE, TAIL_PADDING, load_audio, pad_tail
 from asr.decoding import BLANK, ctc_greedy
 from asr.decoding_config import DecodingConfig
+from asr.frontend import HOP_LENGTH, LogMel, num_frames
 from asr.model import GRUCTC, ModelConfig
+from asr.resample import resample
 from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
 from asr.tokenizer import DEFAULT_TOKENS
 
@@ -20,11 +23,7 @@ GREEDY = DecodingConfig(method="greedy")
 
 @pytest.fixture(scope="module")
 def model():
-    """Random weights: its output is gibberish, but gibberish that must be identical however the audio is cut."""
-    torch.manual_seed(3)
-    m = GRUCTC(ModelConfig(hidden_size=64, num_layers=2, conv_channels=32)).eval()
-    m.tokens = DEFAULT_TOKENS
-    return m
+    return random_model(3, hidden_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +56,7 @@ def test_recognizer_equals_offline_over_random_byte_chunkings(model, clip, rng):
 def test_models_with_other_subsampling_stream_like_offline(clip, rng):
     """A 2x or 3x model: chunks rounded up to whole output frames, word times in its own frame shift."""
     for subsampling in (2, 3):
-        torch.manual_seed(3)
-        config = ModelConfig(hidden_size=64, num_layers=2, conv_channels=32, subsampling=subsampling)
-        m = GRUCTC(config).eval()
-        m.tokens = DEFAULT_TOKENS
+        m = random_model(3, hidden_size=64, subsampling=subsampling)
         offline = asr.transcribe(m, to_pcm_float(clip))
         rec = Recognizer(m, endpoint=NO_ENDPOINTS, chunk_frames=16)
         assert rec.engine.chunk_frames == 18 if subsampling == 3 else 16
@@ -69,9 +65,9 @@ def test_models_with_other_subsampling_stream_like_offline(clip, rng):
         assert final["text"] == offline["text"] and final["text"]
         assert final["result"] == [{k: w[k] for k in ("conf", "end", "start", "word")} for w in offline["words"]]
         for w in final["result"]:
-            frames = w["start"] / config.frame_shift
+            frames = w["start"] / m.config.frame_shift
             assert abs(frames - round(frames)) < 1e-6, w
-        assert final["result"][-1]["end"] <= len(clip) / 16000 + config.frame_shift
+        assert final["result"][-1]["end"] <= len(clip) / 16000 + m.config.frame_shift
 
 
 def test_lookahead_model_streams_like_offline_with_times_of_the_audio(model, clip, rng):
@@ -79,7 +75,6 @@ def test_lookahead_model_streams_like_offline_with_times_of_the_audio(model, cli
     pass-through of `model` (the same model, two frames late) it gives `model`'s words and times."""
     late = GRUCTC(ModelConfig(hidden_size=64, num_layers=2, conv_channels=32, lookahead=2)).eval()
     late.load_state_dict(model.state_dict(), strict=False)
-    late.tokens = DEFAULT_TOKENS
     base = asr.transcribe(model, to_pcm_float(clip), decoding=GREEDY)
     offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY)
     assert offline["words"] == base["words"] and offline["text"]

@@ -131,6 +131,10 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, tiny_model):
     bundle["state_dict"].pop("output.weight")
     torch.save(bundle, tmp_path / "mismatch.pt")
     cases["mismatch.pt"] = "weights do not match"
+    bundle = read_bundle(good)
+    bundle["config"]["colour"] = "blue"
+    torch.save(bundle, tmp_path / "config.pt")
+    cases["config.pt"] = "bad model config"
     cases["missing.pt"] = "no such file"
     for name, problem in cases.items():
         with pytest.raises(CheckpointError, match=problem) as info:

@@ -15,8 +15,10 @@ import torch
 from conftest import REPO, synthesize
 
 from asr import evaluate, load_model, train
+from asr.audio import load_audio
 from asr.checkpoint import load_checkpoint
-from asr.data import write_manifest
+from asr.frontend import LogMel
+from asr.manifests import read_manifest, write_manifest
 
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "open the door please", "we like green apples"]
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--conv-channels", "32", "--num-workers", "0", "--threads", "1"]
@@ -211,6 +213,42 @@ def test_init_adds_a_lookahead_to_a_model_without_one(corpus, tmp_path):
     assert train.main(argv + ["--lr", "1e-2", "--warmup-steps", "1"]) == 0
     assert load_checkpoint(tuned / "model.pt").config.lookahead == 2
     assert train.main(_args(corpus, tmp_path / "bad", "--lookahead", "7", "--max-steps", "1")) == 2
+
+
+def test_freeze_l2_init_and_kl_init_keep_the_model_near_its_start(corpus, tmp_path, capsys):
+    """--freeze: the matching parameters stay exactly as --init had them, the others move; --l2-init and
+    --kl-init: a strong pull keeps the trained weights (their outputs) nearer their start than without it."""
+    base = tmp_path / "base"
+    assert train.main(_args(corpus, base, "--max-steps", "2")) == 0
+    start = load_checkpoint(base / "model.pt")
+    fast = ["--init", str(base / "model.pt"), "--max-steps", "3", "--lr", "1e-2", "--warmup-steps", "1"]
+    assert train.main(_args(corpus, tmp_path / "frozen", *fast, "--freeze", "rnn.*", "output.*")) == 0
+    frozen = load_checkpoint(tmp_path / "frozen" / "model.pt")
+    for name, value in frozen.state_dict().items():
+        same = torch.equal(value, start.state_dict()[name])
+        assert same == name.startswith(("rnn.", "output.", "feat_")), name
+
+    def distance(model):
+        return sum(float((v.detach() - start.state_dict()[k]).square().sum()) for k, v in model.named_parameters())
+
+    def divergence(model):  # of its outputs from the start's, over the corpus's first utterance
+        feats = LogMel()(torch.from_numpy(load_audio(read_manifest(corpus)[0]["audio"])))[None]
+        lens = torch.tensor([feats.shape[1]])
+        with torch.no_grad():
+            return float(train.frame_kl(start(feats, lens)[0], model(feats, lens)[0], lens // 4))
+
+    assert train.main(_args(corpus, tmp_path / "free", *fast)) == 0
+    assert train.main(_args(corpus, tmp_path / "pulled", *fast, "--l2-init", "100")) == 0
+    assert train.main(_args(corpus, tmp_path / "kept", *fast, "--kl-init", "100")) == 0
+    free, pulled, kept = (load_checkpoint(tmp_path / name / "model.pt") for name in ("free", "pulled", "kept"))
+    assert distance(pulled) < distance(free) and divergence(kept) < divergence(free)
+    capsys.readouterr()
+    assert train.main(_args(corpus, tmp_path / "bad", *fast, "--freeze", "nothing.*")) == 2
+    assert "--freeze nothing.*: matches no parameter" in capsys.readouterr().err
+    assert train.main(_args(corpus, tmp_path / "bad2", "--l2-init", "1", "--max-steps", "1")) == 2
+    assert "--l2-init needs --init" in capsys.readouterr().err
+    assert train.main(_args(corpus, tmp_path / "bad3", "--kl-init", "1", "--max-steps", "1")) == 2
+    assert "--kl-init needs --init" in capsys.readouterr().err
 
 
 def test_patience_stops_when_the_valid_wer_no_longer_improves(corpus, tmp_path):

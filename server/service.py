@@ -1,15 +1,13 @@
-"""`asr serve`: a Vosk-compatible websocket server over one shared BatchEngine.
+"""The `asr serve` server: a Vosk-compatible websocket server over one shared BatchEngine.
 
 Threads: the asyncio event loop runs every connection (websockets) and never
-touches the model; ONE worker thread owns the `BatchEngine` (server/worker.py)
+touches the model; ONE worker thread owns the `BatchEngine` (server/engine_thread.py)
 and batches the streams of all connections into each forward pass.
 Processes: one by default; `--workers N` forks N of them onto one listening
-socket (server/workers.py), since one process's event loop and engine share a GIL.
-Modules: protocol.py (messages), web.py (HTTP, auth, TLS), metrics.py.
-
-Each connection reads its next message only after replying to the previous
-one, so at most one job per connection is in flight; websockets' `max_queue`
-then pauses the socket, and TCP pushes back on a client that runs ahead.
+socket (server/process_pool.py), since one process's event loop and engine share a GIL.
+Modules: connection.py (one connection), protocol.py (messages), web.py (HTTP, auth, TLS), metrics.py,
+cli.py (the `asr serve` command). This one: admission (max_connections), the HTTP routes (/healthz,
+/readyz, /metrics, the browser page), wrong-token rate limiting, start / drain / shutdown, signals.
 
 Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
 (sample_rate, words, max_alternatives, phrase_list, decoding) and returns a Stream
@@ -26,42 +24,34 @@ wait for it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import errno
 import gc
 import itertools
 import json
 import logging
 import mimetypes
-import os
 import re
 import signal
-import sys
 import threading
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
-import torch
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from asr import __version__ as asr_version
 from asr.decoding_config import DecodingConfig
 from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
-from asr.user_models import MODEL_HELP
-from server import protocol
+from server.connection import Connection
+from server.engine_thread import EngineWorker
 from server.metrics import Metrics
-from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
+from server.process_pool import publish_metrics
+from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL
 from server.web import AuthFailures, authorized, http_response, make_ssl_context, static_file, text_response
-from server.worker import EngineWorker
-from server.workers import listen, publish_metrics, run_workers
 
 log = logging.getLogger("asr.server")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -75,7 +65,7 @@ class ServerConfig:
     max_message_bytes: int = 1 << 20  # larger messages close the socket with 1009
     idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
     max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
-    sample_rate: int = 8000  # Hz, when the client's config does not say (as vosk-server: its browser samples rely on it)
+    sample_rate: int = 8000  # Hz when the client's config does not say (as vosk-server: its browser samples rely on it)
     token: str | None = None  # bearer token clients must present (and /metrics scrapers); None: no auth
     metrics_public: bool = False  # /metrics without the token (scrapers on a private network); /healthz always
     certfile: str | None = None
@@ -90,181 +80,6 @@ class ServerConfig:
     trust_proxy: bool = False  # log the client address a proxy puts in X-Forwarded-For (only behind one)
     static_dir: Path = STATIC_DIR
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # when utterances end
-
-
-def _reply(stream) -> dict:
-    return stream.pop_final() if stream.has_final() else stream.partial()
-
-
-# -- one connection --------------------------------------------------------------------
-
-
-class Closing(Exception):
-    """End the connection: optionally send a last message, then close with `code`."""
-
-    def __init__(self, code: int, reason: str, message: str | None = None):
-        super().__init__(reason)
-        self.code, self.reason, self.message = code, reason, message
-
-
-class Connection:
-    def __init__(self, app: AsrServer, ws: ServerConnection, cid: int | str):
-        self.app, self.ws, self.id = app, ws, cid
-        self.options = {
-            "sample_rate": app.config.sample_rate,
-            "words": True,
-            "max_alternatives": 0,
-            "phrase_list": None,
-            "decoding": None,
-        }
-        self.stream = None
-        self.binary_seen = False
-        self.samples = 0  # samples received (at self.rate)
-        self.rate = app.config.sample_rate
-        self.rate_configured = False  # a config message set the rate
-        self.task: asyncio.Task | None = None  # the task serving this connection
-        self.receiving = False  # waiting in next_message
-
-    def log(self, event: str, level: int = logging.INFO, **fields) -> None:
-        extra = "".join(f" {k}={v}" for k, v in fields.items())
-        log.log(level, "conn=%s event=%s%s", self.id, event, extra)
-
-    async def serve(self) -> None:
-        self.task = asyncio.current_task()
-        try:
-            while True:
-                message = await self.next_message()
-                received = time.perf_counter()
-                reply = await self.handle(message)
-                if reply is not None:
-                    await self.ws.send(protocol.dumps(reply))
-                    self.app.metrics.replied(time.perf_counter() - received)
-        except Closing as c:
-            await self.close(c)
-        except ConnectionClosed as exc:
-            sent = exc.sent.code if exc.sent else None
-            if sent == protocol.CLOSE_TOO_BIG:
-                self.app.metrics.error("too_big")
-                self.log("error", logging.WARNING, kind="too_big", limit=self.app.config.max_message_bytes)
-            elif exc.rcvd is None and sent is None:
-                self.log("disconnect", detail="abrupt")
-            else:
-                self.log("disconnect", code=exc.rcvd.code if exc.rcvd else sent)
-        finally:
-            if self.stream is not None:
-                stream, self.stream = self.stream, None
-                self.app.worker.retire(stream)
-
-    async def close(self, c: Closing) -> None:
-        try:
-            if c.message is not None:
-                await self.ws.send(c.message)
-            await self.ws.close(c.code, c.reason)
-            self.log("close", code=c.code, reason=json.dumps(c.reason))
-        except ConnectionClosed:
-            self.log("disconnect", detail="before_close")
-
-    async def next_message(self):
-        """The client's next message; raises Closing on shutdown or idle timeout.
-
-        No task or asyncio.wait per message (py-spy at 300 clients: a fifth of the event loop's time went to
-        them): shutdown cancels the receive of connections waiting for a message (`interrupt`), which
-        websockets makes safe.
-        """
-        if self.app.stopping.done():
-            await self._close_for_shutdown()
-        self.receiving = True
-        try:
-            async with asyncio.timeout(self.app.config.idle_timeout):
-                return await self.ws.recv()
-        except TimeoutError:
-            raise Closing(CLOSE_NORMAL, "idle timeout") from None
-        except asyncio.CancelledError:
-            self.receiving = False
-            if not self.app.stopping.done():
-                raise
-            asyncio.current_task().uncancel()
-            await self._close_for_shutdown()
-        finally:
-            self.receiving = False
-
-    def interrupt(self) -> None:
-        """Shutdown: wake the connection if it is waiting for a message (else it sees `stopping` next time)."""
-        if self.receiving and self.task is not None:
-            self.task.cancel()
-
-    async def _close_for_shutdown(self):
-        reply = await self.final()
-        raise Closing(CLOSE_GOING_AWAY, "server shutting down", protocol.dumps(reply))
-
-    async def handle(self, message) -> dict | None:
-        """The reply to one message (None for config); raises Closing to end the connection."""
-        try:
-            if isinstance(message, str):
-                return await self.handle_text(message)
-            return await self.handle_audio(message)
-        except ProtocolError as exc:
-            self.app.metrics.error(exc.kind)
-            self.log("error", logging.WARNING, kind=exc.kind, detail=json.dumps(str(exc)))
-            raise Closing(exc.code, exc.kind, protocol.error(str(exc))) from None
-
-    async def handle_text(self, text: str) -> dict | None:
-        command = protocol.parse_text(text)
-        if isinstance(command, protocol.Config):
-            if self.binary_seen:
-                raise ProtocolError("config must come before the audio", "config_after_audio", CLOSE_POLICY)
-            self.options = command.merged_into(self.options)
-            self.rate = self.options["sample_rate"]
-            self.rate_configured = self.rate_configured or command.sample_rate is not None
-            self.log("config", **{k: json.dumps(v) for k, v in self.options.items() if v is not None})
-            return None  # Vosk's server sends nothing back for a config
-        reply = await self.final()
-        if isinstance(command, protocol.Eof):
-            raise Closing(CLOSE_NORMAL, "eof", protocol.dumps(reply))
-        return reply
-
-    async def handle_audio(self, data: bytes) -> dict:
-        if not self.binary_seen:
-            self.binary_seen = True
-            if protocol.is_riff(data):
-                rate, offset = protocol.parse_wav_header(data)
-                if self.rate_configured and rate != self.rate:
-                    raise ProtocolError(f"WAV header says {rate} Hz but the config said {self.rate} Hz", "bad_wav")
-                self.rate = self.options["sample_rate"] = rate
-                data = data[offset:]
-        stream = await self.ensure_stream()
-        self.samples += len(data) // 2
-        self.app.metrics.audio(len(data) / 2 / self.rate)
-        if self.samples > self.app.config.max_stream_seconds * self.rate:
-            reply = await self.app.worker.call(lambda e: stream.push(data), lambda e: stream.pop_final(), flush=stream)
-            self.app.metrics.error("too_long")
-            reason = f"stream longer than {self.app.config.max_stream_seconds:g} s"
-            self.log("error", logging.WARNING, kind="too_long", detail=json.dumps(reason))
-            raise Closing(CLOSE_POLICY, reason, protocol.dumps(reply))
-        return await self.app.worker.call(lambda e: stream.push(data), lambda e: _reply(stream), stream=stream)
-
-    async def ensure_stream(self):
-        if self.stream is None:
-            options = dict(
-                endpoint=self.app.config.endpoint,
-                words=self.options["words"],
-                max_alternatives=self.options["max_alternatives"],
-                beam_factory=self.app.decoder_factory(self.options),
-            )
-            factory = options["beam_factory"]
-            if getattr(factory, "costly", False):  # a phrase_list: its decoder is built off the engine thread
-                beam = await asyncio.get_running_loop().run_in_executor(self.app.decoder_builder, factory)
-                options["beam_factory"] = lambda: beam
-            rate = self.rate
-            self.stream = await self.app.worker.call(lambda e: e.add_stream(rate, **options))
-        return self.stream
-
-    async def final(self) -> dict:
-        stream = await self.ensure_stream()
-        return await self.app.worker.call(after=lambda e: stream.pop_final(), flush=stream)
-
-
-# -- the server ------------------------------------------------------------------------
 
 
 def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
@@ -301,7 +116,7 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
 
 class AsrServer:
     """`sock`: an already listening socket to serve on (instead of config.host/port); `shared`: (SharedState,
-    worker index) when this is one of several worker processes (server/workers.py)."""
+    worker index) when this is one of several worker processes (server/process_pool.py)."""
 
     def __init__(self, model, config: ServerConfig | None = None, decoder_factory=None, sock=None, shared=None):
         self.model = model
@@ -353,7 +168,7 @@ class AsrServer:
             raise
         if self.shared is not None:
             self.publisher = asyncio.create_task(publish_metrics(self.shared, self.worker_index, self.metrics))
-        log.info("event=listening url=%s model=%s", self.url, getattr(self.model, "source", "in-memory"))
+        log.info("event=listening url=%s model=%s", self.url, self.model.source or "in-memory")
 
     @property
     def port(self) -> int:
@@ -516,7 +331,7 @@ class AsrServer:
                 "status": status,
                 "connections": connections,
                 "max_connections": self.config.max_connections,
-                "model": Path(str(getattr(self.model, "source", "in-memory"))).name,  # not this machine's paths
+                "model": Path(str(self.model.source or "in-memory")).name,  # not this machine's paths
                 "version": asr_version,
             }
             # /healthz: alive and taking streams (503 while draining or stopping: a balancer moves new ones
@@ -619,150 +434,3 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         return self.app.url
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = ServerConfig()
-    p = argparse.ArgumentParser(prog="asr serve", description="Vosk-compatible websocket speech recognition server")
-    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
-    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one)")
-    p.add_argument("--model", default=None, help=MODEL_HELP)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--max-connections", type=int, default=d.max_connections, help="beyond it, HTTP 503")
-    p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="larger messages: close 1009")
-    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout, help="seconds without a message")
-    p.add_argument("--max-stream-seconds", type=float, default=d.max_stream_seconds, help="audio per connection")
-    p.add_argument(
-        "--sample-rate",
-        type=int,
-        default=d.sample_rate,
-        help=f"Hz of a client's audio when its config does not say (default {d.sample_rate}, as vosk-server)",
-    )
-    p.add_argument("--token", default=os.environ.get("ASR_TOKEN"), help="require this bearer token (env ASR_TOKEN)")
-    p.add_argument(
-        "--metrics-public", action="store_true", help="serve /metrics without the token (/healthz never needs it)"
-    )
-    p.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss://")
-    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not inside --certfile")
-    p.add_argument(
-        "--chunk-frames",
-        type=int,
-        default=d.chunk_frames,
-        help="10 ms feature frames per model step (rounded up to a multiple of the model's subsampling)",
-    )
-    DecodingConfig.add_arguments(p, hotwords=False)
-    p.add_argument(
-        "--hotword-weight",
-        type=float,
-        default=DecodingConfig.hotword_weight,
-        help=f"bonus per word of a client's phrase_list (default {DecodingConfig.hotword_weight:g})",
-    )
-    p.add_argument(
-        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop (auto: uvloop if installed)"
-    )
-    p.add_argument(
-        "--workers", type=int, default=1, help="server processes on the one port, each with its own engine (default 1)"
-    )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (0: torch's default)")
-    p.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=d.drain_seconds,
-        help="on SIGTERM, refuse new streams (503, /healthz 503) this long while open ones finish, then end them"
-        " with their final results (default 0: at once)",
-    )
-    p.add_argument(
-        "--trust-proxy", action="store_true", help="log the client address from X-Forwarded-For (behind a proxy)"
-    )
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return p
-
-
-def config_from_args(args) -> ServerConfig:
-    from server.protocol import check_sample_rate
-
-    for name in ("max_connections", "max_message_bytes"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("idle_timeout", "max_stream_seconds"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive")
-    try:
-        check_sample_rate(args.sample_rate)
-    except ProtocolError as exc:
-        raise ValueError(f"--sample-rate: {exc}") from None
-    if args.workers < 1:
-        raise ValueError("--workers must be at least 1")
-    if args.workers > 1 and str(args.model or "").endswith(".onnx"):
-        raise ValueError("--workers > 1 needs a PyTorch model (ONNX Runtime sessions do not survive fork)")
-    if args.threads < 0:
-        raise ValueError("--threads must be 0 (torch's default) or more")
-    if not args.drain_seconds >= 0 or args.drain_seconds == float("inf"):
-        raise ValueError(f"--drain-seconds must be a number of seconds >= 0, not {args.drain_seconds}")
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port {args.port} is not a port number")
-    make_ssl_context(args.certfile, args.keyfile)  # fail before loading the model
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        max_connections=args.max_connections,
-        max_message_bytes=args.max_message_bytes,
-        idle_timeout=args.idle_timeout,
-        max_stream_seconds=args.max_stream_seconds,
-        sample_rate=args.sample_rate,
-        token=args.token or None,
-        metrics_public=args.metrics_public,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        chunk_frames=args.chunk_frames,
-        drain_seconds=args.drain_seconds,
-        trust_proxy=args.trust_proxy,
-    )
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-
-
-def main(argv=None) -> int:
-    import asr
-    from asr.checkpoint import CheckpointError
-    from asr.cli import fail
-
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        config = config_from_args(args)
-        new_loop = loop_factory(args.loop)
-        workers = args.workers
-        # several processes: CPU only (CUDA does not survive fork); the model is loaded once, before forking
-        if workers > 1 and args.device not in ("auto", "cpu"):
-            raise ValueError("--workers > 1 serves on the CPU (--device cpu); one process batches best on a GPU")
-        threads = args.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
-        model = asr.load_model(args.model, device=args.device if workers == 1 else "cpu")
-        decoders = make_decoder_factory(model.tokens, DecodingConfig.from_args(args))
-
-        def serve_one(index: int = 0, shared=None, sock=None) -> int:
-            if threads:
-                torch.set_num_threads(threads)
-            app = AsrServer(model, config, decoders, sock=sock, shared=(shared, index) if shared else None)
-            with asyncio.Runner(loop_factory=new_loop) as runner:
-                runner.run(run_until_signalled(app))
-            return 0
-
-        if workers == 1:
-            return serve_one()
-        sock = listen(config.host, config.port)
-        return run_workers(workers, sock, lambda index, shared: serve_one(index, shared, sock))
-    except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
-        return fail(str(exc))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return fail(f"cannot listen on {args.host}:{args.port}: address already in use")
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The engine worker: ONE thread owns the BatchEngine; the event loop talks to it through a queue.
+"""The engine thread (EngineWorker): ONE thread owns the BatchEngine; the event loop talks to it through a queue.
 
 A job is two functions of the engine: `before` (add a stream, push audio) and
 `after` (compute the reply). The worker takes every queued job, applies each
