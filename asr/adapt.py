@@ -44,6 +44,7 @@ BATCH_SECONDS = 60.0
 PATIENCE = 6  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
 FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
 L2_INIT = 0.0  # weight of the squared distance from the starting weights
+KL_INIT = 0.0  # weight of the KL divergence of the outputs from the starting model's
 MIN_VALID_EVERY = 5  # steps
 
 
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=L2_INIT,
         metavar="WEIGHT",
         help=f"pull toward the starting weights, as `asr train --l2-init` (default {L2_INIT:g})",
+    )
+    t.add_argument(
+        "--kl-init",
+        type=float,
+        default=KL_INIT,
+        metavar="WEIGHT",
+        help=f"keep the outputs near the starting model's, as `asr train --kl-init` (default {KL_INIT:g})",
     )
     t.add_argument(
         "--patience",
@@ -206,7 +214,8 @@ def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_p
     argv += ["--lr", str(args.lr), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
     argv += ["--max-minutes", str(args.minutes), "--epochs", "100000", "--max-batch-seconds", str(BATCH_SECONDS)]
     argv += ["--valid-every", str(steps_per_pass), "--patience", str(args.patience), "--checkpoint-every", "0"]
-    argv += ["--l2-init", str(args.l2_init)] + (["--freeze", *args.freeze] if args.freeze else [])
+    argv += ["--l2-init", str(args.l2_init), "--kl-init", str(args.kl_init)]
+    argv += ["--freeze", *args.freeze] if args.freeze else []
     argv += ["--augment-scale", "0.5", "--pad-prob", "0.3", "--num-workers", "0", "--threads", str(args.threads)]
     argv += ["--seed", str(args.seed), "--device", "cpu", "--quiet"]
     with Progress(out / "log.jsonl", args.minutes * 60):
@@ -251,8 +260,8 @@ def main(argv=None) -> int:
         raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
     if not args.minutes > 0 or args.threads < 1:
         raise UserError("--minutes must be positive and --threads at least 1")
-    if not args.lr > 0 or args.l2_init < 0 or args.patience < 0:
-        raise UserError("--lr must be positive, --l2-init and --patience not negative")
+    if not args.lr > 0 or min(args.l2_init, args.kl_init, args.patience) < 0:
+        raise UserError("--lr must be positive, --l2-init, --kl-init and --patience not negative")
     if args.record == (args.source is not None):
         raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
     if args.record:

@@ -51,8 +51,8 @@ from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
 from asr.decoding import FRAME_SHIFT
 from asr.lm import DEFAULT_LM_WEIGHT, SIL, UNK
+from asr.tokenizer import BLANK
 
-BLANK = 0  # CTC blank id
 IMPOSSIBLE = -1e30  # log-prob of the tokens other than "|" in the frame `end()` appends in lexicon mode
 CONFIDENCE_MARGIN = 15.0  # hypotheses this far (ln) below the best are left out of n-best and confidences
 MAX_HISTORY = 5  # words of history that tell LM states apart (KenLM models up to 6-grams)

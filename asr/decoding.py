@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-BLANK = 0  # CTC blank id (same as asr.tokenizer.BLANK; modules do not import each other)
-FRAME_SHIFT = 0.04  # seconds per output frame of the default model config (10 ms hop x 4); see ModelConfig.frame_shift
+from asr.model import ModelConfig
+from asr.tokenizer import BLANK
+
+FRAME_SHIFT = ModelConfig().frame_shift  # seconds per output frame of the default model config (40 ms)
 
 
 @dataclass

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, pad_tail
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times, delay_word_times
+from asr.decoding import FRAME_SHIFT, GreedyDecoder, best_path, clip_word_times, delay_word_times
 from asr.decoding_config import DecodingConfig
 from asr.frontend import HOP_LENGTH, N_FFT, LogMel, num_frames
 from asr.resample import StreamResampler
+from asr.tokenizer import BLANK
 
 DEFAULT_CHUNK_FRAMES = 16  # feature frames (10 ms each) per model step: 160 ms
 MAX_FLUSH_BATCH = 256  # streams in one forward pass of `BatchEngine.flush`
