@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -203,6 +205,16 @@ def test_parse_text_errors(name):
     with pytest.raises(ProtocolError) as err:
         protocol.parse_text(messages[0])
     assert (err.value.kind, err.value.code) == (kind, code)
+
+
+def test_the_protocol_parses_without_torch():
+    """A client or proxy that only parses the protocol (and `import asr`) does not load torch."""
+    code = (
+        "import sys, asr, server.protocol as p; p.parse_text('{\"config\": {\"sample_rate\": 8000}}');"
+        " print(sorted(m for m in ('torch', 'torchaudio', 'soundfile') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_parse_wav_header():
