@@ -26,9 +26,10 @@
 #  12  Steel Sky          -> WORK/debs/sky/, WORK/games/sky/{audio/,clips.tsv}, WORK/labels/sky{,_teacher}.tsv,
 #                            WORK/manifests/sky_train.jsonl: the game's speech clips, labelled by the Whisper teacher
 #                            where it is sure (needs '.[teacher]'; about 17 min)
-#  13  fourth round       -> WORK/exp4/ trained on from INIT4 (the shipped model) with every real-speech set of
-#                            stages 3 and 9-12 (local/round4_mix.sh), evaluated (eval4_*) and exported; only with
-#                            ROUNDS=4 (CONF4: 180 minutes; resumable, run it again to go on)
+#  13  fourth round       -> WORK/exp4/ trained on from INIT4 (the shipped model) with the mix that won round 4's
+#                            probes (rounds 1-3's: the synthetic speech, speechocean762 x3, fsdd x2; the new real
+#                            sets of stages 9-12 did not pay for themselves, see README.md), evaluated (eval4_*)
+#                            and exported; only with ROUNDS=4 (CONF4: 180 minutes, 1 thread: NPROC=1; resumable)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, CONF4, INIT4, LOOKAHEAD4, ROUNDS, NUM_SYNTH (train utterances to synthesise),
 # NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT and SKY_LIMIT (label only the first N clips),
@@ -51,7 +52,7 @@ CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
 CONF3=${CONF3:-$RECIPE/conf/gru3x320_round3.json}
 CONF4=${CONF4:-$RECIPE/conf/gru3x320_round4.json}
-INIT4=${INIT4:-asr/assets/default_en.pt}  # round 4 starts from the shipped model (round 3's)
+INIT4=${INIT4:-asr/assets/default_en.pt}  # round 4 starts from the shipped model (round 3's, fine-tuned by the probes)
 LOOKAHEAD4=${LOOKAHEAD4:-}  # output frames of lookahead for round 4 (empty: the --init model's, none)
 ROUNDS=${ROUNDS:-1}
 NPROC=${NPROC:-2}  # on 2 cores, two 1-thread DDP processes train ~1.7x faster than one 2-thread process
@@ -104,13 +105,17 @@ train() {
 }
 
 # evaluate MODEL TAG: greedy, beam search with the recipe's 3-gram (weight 1.5, tuned on so762_dev), and the
-# default decoding (beam 32 with the general English LM) -> WORK/TAG_{greedy,beam,default}.{txt,tsv}
+# default decoding (beam 64 with the general English LM) -> WORK/TAG_{greedy,beam,default}.{txt,tsv}
 evaluate() {
   local model=$1 tag=$2 decoding opts sets
   sets="$M/synth_test.jsonl $M/synth_unseen_voice.jsonl $M/so762_dev.jsonl $M/fsdd_test.jsonl $M/real_en.jsonl"
   [ -f "$M/real_en_no_ps.jsonl" ] && sets="$sets $M/real_en_no_ps.jsonl"
   [ -f "$M/cv_dev.jsonl" ] && sets="$sets $M/cv_dev.jsonl"
   for decoding in greedy beam default; do
+    if [ "$decoding" = beam ] && [ ! -f "$WORK/lm.arpa" ]; then
+      echo "evaluate: no $WORK/lm.arpa (stage 5 builds it): no beam search with the recipe's 3-gram" >&2
+      continue
+    fi
     case $decoding in
       greedy) opts="--decoding greedy" ;;
       beam) opts="--beam-size 16 --lm $WORK/lm.arpa --lm-weight 1.5" ;;
@@ -198,10 +203,7 @@ if run_stage 12 "Beneath a Steel Sky (Debian beneath-a-steel-sky), Whisper teach
 fi
 
 if [ "$ROUNDS" -ge 4 ] && run_stage 13 "fourth round ($CONF4, from $INIT4)"; then
-  source $RECIPE/local/round4_mix.sh
-  round4_mix "$M"
-  TRAIN=("${MIX[@]}")
-  run_train "$WORK/exp4" "$CONF4" --init "$INIT4" ${LOOKAHEAD4:+--lookahead "$LOOKAHEAD4"}
+  train "$WORK/exp4" "$CONF4" 3 2 --init "$INIT4" ${LOOKAHEAD4:+--lookahead "$LOOKAHEAD4"}
   evaluate "$WORK/exp4/best.pt" eval4
   export_model "$WORK/exp4/best.pt"
   done_stage 13
