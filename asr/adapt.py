@@ -41,10 +41,10 @@ DEFAULT_MINUTES = 5.0
 LEARNING_RATE = 5e-4
 WARMUP_STEPS = 10
 BATCH_SECONDS = 60.0
-PATIENCE = 6  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
+PATIENCE = 10  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
 FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
 L2_INIT = 0.0  # weight of the squared distance from the starting weights
-KL_INIT = 0.0  # weight of the KL divergence of the outputs from the starting model's
+KL_INIT = 0.2  # weight of the KL divergence of the outputs from the starting model's
 MIN_VALID_EVERY = 5  # steps
 
 
