@@ -448,17 +448,18 @@ class Trainer:
             self.model.set_normalization(mean.to(self.device), std.to(self.device))
 
         trained = self._trainable_parameters()
+        for option, value in (("--l2-init", args.l2_init), ("--kl-init", args.kl_init)):
+            if value and not args.init:
+                raise TrainError(f"{option} needs --init (the model to stay near)")
+        if (args.l2_init or args.kl_init) and initial is None:  # resumed: the --init model again, once
+            initial = self._initial_model()
         self.anchor = None  # --l2-init: the --init weights of the trained parameters
         if args.l2_init:
-            if not args.init:
-                raise TrainError("--l2-init needs --init (the weights to stay near)")
-            start = (initial or self._initial_model()).state_dict()
+            start = initial.state_dict()
             self.anchor = [(p, start[name].to(self.device)) for name, p in trained if name in start]
         self.reference = None  # --kl-init: the --init model, whose outputs the trained one is kept near
         if args.kl_init:
-            if not args.init:
-                raise TrainError("--kl-init needs --init (the model whose outputs to stay near)")
-            self.reference = (initial or self._initial_model()).to(self.device).eval().requires_grad_(False)
+            self.reference = initial.to(self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.Adam([p for _, p in trained], lr=args.lr, weight_decay=args.weight_decay)
         total = args.max_steps or args.epochs * self.batches_per_epoch
         time_fraction = (lambda: self.shared_elapsed / (args.max_minutes * 60)) if args.max_minutes else None

@@ -71,8 +71,9 @@ def tuning_speakers(folder: Path) -> dict[str, tuple[list[dict], list[dict]]]:
             if e["speaker"] in TUNING_QUEEN and e["duration"] >= 1.0:
                 by_speaker.setdefault(e["speaker"], []).append(e)
         for name in TUNING_QUEEN:
-            entries = random.Random(name).sample(by_speaker.get(name, []), min(30, len(by_speaker.get(name, []))))
-            if len(entries) == 30:
+            lines = by_speaker.get(name, [])
+            if len(lines) >= 30:
+                entries = random.Random(name).sample(lines, 30)
                 out[name] = (entries[:10], entries[10:])
     if (folder / "asterisk_train.jsonl").exists():
         entries = random.Random(0).sample(read_manifest(folder / "asterisk_train.jsonl"), 100)
