@@ -26,7 +26,7 @@
 #  12  Steel Sky          -> WORK/debs/sky/, WORK/games/sky/{audio/,clips.tsv}, WORK/labels/sky{,_teacher}.tsv,
 #                            WORK/manifests/sky_train.jsonl: the game's speech clips, labelled by the Whisper teacher
 #                            where it is sure (needs '.[teacher]'; about 17 min)
-#  13  fourth round       -> WORK/exp4/ trained on from INIT4 (the shipped model) with the mix that won round 4's
+#  13  fourth round       -> WORK/exp4/ trained on from INIT4 (the `mixes` probe's winner) with the mix that won round 4's
 #                            probes (rounds 1-3's: the synthetic speech, speechocean762 x3, fsdd x2; the new real
 #                            sets of stages 9-12 did not pay for themselves, see README.md), evaluated (eval4_*)
 #                            and exported; only with ROUNDS=4 (CONF4: 180 minutes, 1 thread: NPROC=1; resumable)
@@ -52,7 +52,7 @@ CONF=${CONF:-$RECIPE/conf/gru3x320.json}
 CONF2=${CONF2:-$RECIPE/conf/gru3x320_round2.json}
 CONF3=${CONF3:-$RECIPE/conf/gru3x320_round3.json}
 CONF4=${CONF4:-$RECIPE/conf/gru3x320_round4.json}
-INIT4=${INIT4:-asr/assets/default_en.pt}  # round 4 starts from the shipped model (round 3's, fine-tuned by the probes)
+INIT4=${INIT4:-$WORK/probe_models/finetune_old_mix/best.pt}  # round 4 starts from round 3 fine-tuned by the `mixes` probe
 LOOKAHEAD4=${LOOKAHEAD4:-}  # output frames of lookahead for round 4 (empty: the --init model's, none)
 ROUNDS=${ROUNDS:-1}
 NPROC=${NPROC:-2}  # on 2 cores, two 1-thread DDP processes train ~1.7x faster than one 2-thread process
@@ -203,6 +203,10 @@ if run_stage 12 "Beneath a Steel Sky (Debian beneath-a-steel-sky), Whisper teach
 fi
 
 if [ "$ROUNDS" -ge 4 ] && run_stage 13 "fourth round ($CONF4, from $INIT4)"; then
+  if [ ! -f "$INIT4" ]; then
+    echo "stage 13 starts from $INIT4, which is missing: run INIT=$WORK/exp3/best.pt bash $RECIPE/local/model_probe.sh mixes first, or set INIT4" >&2
+    exit 1
+  fi
   train "$WORK/exp4" "$CONF4" 3 2 --init "$INIT4" ${LOOKAHEAD4:+--lookahead "$LOOKAHEAD4"}
   evaluate "$WORK/exp4/best.pt" eval4
   export_model "$WORK/exp4/best.pt"
