@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -99,18 +100,27 @@ def estimate(sentences: Iterable[str], order: int = 3) -> list[dict[tuple[str, .
 
 def build_arpa(sentences: Iterable[str], path, order: int = 3) -> Path:
     """Estimate an interpolated Kneser-Ney n-gram model from whitespace-tokenised sentences; write ARPA."""
-    table = estimate(sentences, order)
+    return write_arpa(estimate(sentences, order), path)
+
+
+def write_arpa(table: list[dict[tuple[str, ...], tuple[float, float | None]]], path) -> Path:
+    """ARPA text of {n-gram: (log10 p, log10 bow or None)} per order, written atomically (a temporary file
+    renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\\data\\"] + [f"ngram {n}={len(grams)}" for n, grams in enumerate(table, 1)] + [""]
-    for n, grams in enumerate(table, 1):
-        lines.append(f"\\{n}-grams:")
-        for g in sorted(grams):
-            logp, bow = grams[g]
-            lines.append(f"{logp:.6f}\t{' '.join(g)}" + ("" if bow is None else f"\t{bow:.6f}"))
-        lines.append("")
-    lines.append("\\end\\")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\\data\\\n" + "".join(f"ngram {n}={len(grams)}\n" for n, grams in enumerate(table, 1)))
+            for n, grams in enumerate(table, 1):
+                f.write(f"\n\\{n}-grams:\n")
+                for g in sorted(grams):
+                    logp, bow = grams[g]
+                    f.write(f"{logp:.6f}\t{' '.join(g)}" + ("" if bow is None else f"\t{bow:.6f}") + "\n")
+            f.write("\n\\end\\\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections import defaultdict
-from pathlib import Path
 
-from asr.lm import BOS, NEVER
+from asr.lm import BOS, NEVER, write_arpa
 
 Table = list[dict[tuple[str, ...], tuple[float, float | None]]]  # per order: {n-gram: (log10 p, log10 bow)}
 MIN_MASS = 1e-6  # floor of the left-over probability mass when a back-off weight is computed
@@ -117,26 +115,6 @@ def mix(a: Table, b: Table, weight: float, progress=None) -> Table:
             bow = max(1.0 - high, MIN_MASS) / max(1.0 - low, MIN_MASS)
             table[context] = (table[context][0], math.log10(bow))
     return out
-
-
-def write_arpa(tables: Table, path) -> Path:
-    """ARPA text, written atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\\data\\\n" + "".join(f"ngram {n}={len(t)}\n" for n, t in enumerate(tables, 1)))
-            for n, table in enumerate(tables, 1):
-                f.write(f"\n\\{n}-grams:\n")
-                for gram in sorted(table):
-                    logp, bow = table[gram]
-                    f.write(f"{logp:.6f}\t{' '.join(gram)}" + ("" if bow is None else f"\t{bow:.6f}") + "\n")
-            f.write("\n\\end\\\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,8 @@ from test_beam import CORPUS as CATS
 from test_beam import WORDS, best, cat_or_cad
 
 from asr.beam import BeamSearchDecoder
-from asr.lm import BOS, build_arpa, estimate
-from asr.lm_mix import ArpaError, main, mix, prob, read_arpa, write_arpa
+from asr.lm import BOS, build_arpa, estimate, write_arpa
+from asr.lm_mix import ArpaError, main, mix, prob, read_arpa
 from asr.tokenizer import DEFAULT_TOKENS as TOKENS
 
 CADS = ["the cad sat", "a cad ran here", "the cad is big", "new york is big"]
