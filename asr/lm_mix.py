@@ -3,8 +3,8 @@
     p(w | h) = weight p_a(w | h) + (1 - weight) p_b(w | h)
 
 for every n-gram seen by either model (each model's probability with its own back-off; a word one model
-lacks has probability 0 in it, so that each model's distribution stays one over the union of the words). The mixed model's back-off weight of each context h
-then makes its distribution sum to one:
+lacks has probability 0 in it, so that each model's distribution stays one over the union of the words).
+The mixed model's back-off weight of each context h then makes its distribution sum to one:
 
     bow(h) = (1 - sum_{w: hw seen} p(w | h)) / (1 - sum_{w: hw seen} p(w | h'))
 

@@ -39,10 +39,9 @@ def test_seen_ngrams_are_the_exact_mixture_and_every_context_sums_to_one(models)
         assert 10 ** mixed[len(gram) - 1][gram][0] == pytest.approx(expected, rel=1e-9)
     vocab = [w for (w,) in mixed[0] if w != BOS]
     contexts = [()] + [g for g in mixed[0] if g[0] != "</s>"] + list(mixed[1])
-    for context in contexts:
-        assert sum(prob(mixed, context + (w,)) for w in vocab) == pytest.approx(1.0, abs=1e-5), (
-            context
-        )  # ARPA: 6 decimals
+    for context in contexts:  # to 1e-5: the two models were read from ARPA's 6 decimals
+        total = sum(prob(mixed, context + (w,)) for w in vocab)
+        assert total == pytest.approx(1.0, abs=1e-5), context
     # weight 1 keeps the first model's seen n-grams as they were
     whole = mix(a, b, 1.0)
     for gram, (logp, _) in a[2].items():
