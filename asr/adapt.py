@@ -6,9 +6,10 @@
     asr transcribe --model NAME a.wav    # then any command takes the name
 
 A clip that is silent or clipped is refused with its reason; a fifth of the others (at least one) is held out.
-The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --minutes (small
-learning rate, augmentation and silence padding as in training, early stopping on the held-out clips'
-greedy WER), and the best step is kept. The held-out WER before and after, with the default decoding, decides:
+The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --passes over them and
+at most --minutes (small learning rate, outputs kept near the starting model's, augmentation and silence padding
+as in training), and the last step is kept (--select-by loss|wer: the best held-out one; a fifth of a few dozen
+clips is too few to pick a step by). The held-out WER before and after, with the default decoding, decides:
 if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt (`asr.user_models`); if not, the
 command says so, saves nothing, and the starting model stays what you use.
 """
@@ -41,11 +42,17 @@ DEFAULT_MINUTES = 5.0
 LEARNING_RATE = 5e-4
 WARMUP_STEPS = 10
 BATCH_SECONDS = 60.0
-PATIENCE = 10  # validations without a better held-out WER (one per pass over the clips, at least MIN_VALID_EVERY steps)
+PATIENCE = 0  # with --select-by loss|wer: held-out checks without a better score before stopping (0: never)
 FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
-L2_INIT = 0.0  # weight of the squared distance from the starting weights
+L2_INIT = 0.05  # weight of the squared distance from the starting weights
 KL_INIT = 0.2  # weight of the KL divergence of the outputs from the starting model's
 MIN_VALID_EVERY = 5  # steps
+# the step kept: "last" (the whole budget; a held-out fifth of 10-50 clips is too few to pick a step by, see
+# benchmarks/README.md), or the best held-out "loss" (CTC) or "wer" (greedy)
+SELECT_BY = "last"
+# optimizer steps per second of training clips at most: more learn a few clips by heart and forget the rest
+# (benchmarks/adapt.py --set tuning: 100 steps on 25 s of speech cost real_en 10 points, 200 on 112 s under one)
+STEPS_PER_SECOND = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"keep the outputs near the starting model's, as `asr train --kl-init` (default {KL_INIT:g})",
     )
     t.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps at most, within --minutes (default {STEPS_PER_SECOND:g} per second of training clips)",
+    )
+    t.add_argument(
+        "--select-by",
+        choices=("last", "loss", "wer"),
+        default=SELECT_BY,
+        help=f"the step kept: the last, or the best held-out CTC loss or greedy WER (default {SELECT_BY})",
+    )
+    t.add_argument(
         "--patience",
         type=int,
         default=PATIENCE,
-        help=f"stop after this many held-out checks without a better WER (default {PATIENCE}; 0: use all --minutes)",
+        help=f"with --select-by loss|wer: stop after this many held-out checks without a better score"
+        f" (default {PATIENCE}: use all --minutes)",
     )
     return p
 
@@ -166,13 +186,14 @@ def held_out_wer(model, entries: list[dict], decoding) -> float:
 
 
 class Progress:
-    """A bar over the time budget whose postfix is the latest held-out WER of the training's log.jsonl."""
+    """A bar over the training's steps or time budget, whichever runs out first, whose postfix is the latest
+    held-out WER of the training's log.jsonl."""
 
-    def __init__(self, log: Path, seconds: float):
+    def __init__(self, log: Path, seconds: float, steps: int):
         from tqdm import tqdm
 
-        self.log, self.seconds, self.stop = log, seconds, threading.Event()
-        self.bar = tqdm(total=round(seconds), unit="s", desc="adapting", file=sys.stderr, dynamic_ncols=True)
+        self.log, self.seconds, self.steps, self.stop = log, seconds, steps, threading.Event()
+        self.bar = tqdm(total=steps, unit="step", desc="adapting", file=sys.stderr, dynamic_ncols=True)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -191,38 +212,51 @@ class Progress:
             self._update()
 
     def _update(self):
-        self.bar.n = min(round(time.monotonic() - self.started), self.bar.total)
-        wers = []
+        wers, step = [], 0
         if self.log.exists():
             for line in self.log.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:  # being written
                     continue
+                step = max(step, record.get("step", 0))
                 if "wer" in record:
                     wers.append(record["wer"])
+        time_share = (time.monotonic() - self.started) / self.seconds
+        self.bar.n = min(self.steps, max(step, round(time_share * self.steps)))
         if wers:
             self.bar.set_postfix_str(f"held-out WER (greedy) {wers[-1]:.1%}, best {min(wers):.1%}", refresh=False)
         self.bar.refresh()
 
 
-def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_pass: int) -> Path:
-    """Train from `start`; the best held-out step's bundle (OUT/best.pt)."""
+def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_pass: int, steps: int) -> Path:
+    """Train from `start`; the bundle kept: the last step's (OUT/model.pt) or the best held-out one's (best.pt)."""
     from asr import train as trainer
 
     argv = ["--init", str(start), "--train", str(train), "--valid", str(held), "--out", str(out)]
     argv += ["--lr", str(args.lr), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
-    argv += ["--max-minutes", str(args.minutes), "--epochs", "100000", "--max-batch-seconds", str(BATCH_SECONDS)]
+    argv += [
+        "--max-minutes",
+        str(args.minutes),
+        "--epochs",
+        "100000",
+        "--max-steps",
+        str(steps),
+        "--max-batch-seconds",
+        str(BATCH_SECONDS),
+    ]
     argv += ["--valid-every", str(steps_per_pass), "--patience", str(args.patience), "--checkpoint-every", "0"]
     argv += ["--l2-init", str(args.l2_init), "--kl-init", str(args.kl_init)]
+    argv += ["--select-by", args.select_by] if args.select_by != "last" else []
     argv += ["--freeze", *args.freeze] if args.freeze else []
     argv += ["--augment-scale", "0.5", "--pad-prob", "0.3", "--num-workers", "0", "--threads", str(args.threads)]
     argv += ["--seed", str(args.seed), "--device", "cpu", "--quiet"]
-    with Progress(out / "log.jsonl", args.minutes * 60):
+    with Progress(out / "log.jsonl", args.minutes * 60, steps):
         code = trainer.main(argv)
-    if code or not (out / "best.pt").exists():
+    kept = out / ("model.pt" if args.select_by == "last" else "best.pt")
+    if code or not kept.exists():
         raise UserError("fine-tuning failed (see the lines above)")
-    return out / "best.pt"
+    return kept
 
 
 def record(args) -> Path:
@@ -258,10 +292,12 @@ def main(argv=None) -> int:
         raise UserError(f"--name: {exc}") from None
     if target.exists() and not args.force:
         raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
-    if not args.minutes > 0 or args.threads < 1:
-        raise UserError("--minutes must be positive and --threads at least 1")
+    if not args.minutes > 0 or args.threads < 1 or (args.steps is not None and args.steps < 1):
+        raise UserError("--minutes must be positive, --threads and --steps at least 1")
     if not args.lr > 0 or min(args.l2_init, args.kl_init, args.patience) < 0:
         raise UserError("--lr must be positive, --l2-init, --kl-init and --patience not negative")
+    if args.patience and args.select_by == "last":
+        raise UserError("--patience stops on a held-out score: give --select-by loss or wer with it")
     if args.record == (args.source is not None):
         raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
     if args.record:
@@ -291,8 +327,9 @@ def main(argv=None) -> int:
         write_manifest(work / "train.jsonl", train)
         write_manifest(work / "held.jsonl", held)
         steps_per_pass = max(MIN_VALID_EVERY, int(np.ceil(seconds / BATCH_SECONDS)))
+        steps = args.steps or max(1, round(STEPS_PER_SECOND * seconds))
         best = load_checkpoint(
-            fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args, steps_per_pass)
+            fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args, steps_per_pass, steps)
         )
         after = held_out_wer(best, held, decoding)
         if after >= before:

@@ -55,6 +55,7 @@ MODEL_OPTIONS = (
     "lookahead",
 )  # args -> ModelConfig fields
 STATE_VERSION = 1  # layout of last.pt
+SELECT_BY = ("wer", "loss")  # --select-by: validation results whose lowest picks best.pt
 
 
 class TrainError(RuntimeError):
@@ -137,7 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=int,
         default=0,
-        help="stop after this many validations in a row without a better WER on the first --valid set (0: never)",
+        help="stop after this many validations in a row without a better score on the first --valid set (0: never)",
+    )
+    a(
+        "--select-by",
+        choices=SELECT_BY,
+        default="wer",
+        help="the first --valid set's score that picks best.pt and counts for --patience: its greedy WER (default), or"
+        " its mean CTC loss (smoother than the WER of a few utterances)",
     )
     a("--log-every", type=int, default=10, help="steps between log lines")
     a("--stats-utterances", type=int, default=500, help="utterances sampled for feature normalisation")
@@ -419,8 +427,9 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds of earlier runs (resume)
         self.clock = time.monotonic()
         self.shared_elapsed = 0.0  # elapsed() as the ranks agreed on it at the last step (the largest)
-        self.best_wer = float("inf")
-        self.stale_validations = 0  # validations since the best WER (--patience)
+        self.best_wer = float("inf")  # the first --valid set's WER at best.pt
+        self.best_score = float("inf")  # its --select-by result there
+        self.stale_validations = 0  # validations since the best score (--patience)
         self.validated_step = -1
         resume = self.out / "last.pt"
         if args.resume and resume.exists():
@@ -529,6 +538,7 @@ class Trainer:
             "epoch": self.epoch,
             "position": self.position,
             "best_wer": self.best_wer,
+            "best_score": self.best_score,
             "stale_validations": self.stale_validations,
             "elapsed": self.elapsed(),
             "rng": rng_state(),
@@ -543,6 +553,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_wer = state["best_wer"]
+        self.best_score = state.get("best_score", self.best_wer)  # states before --select-by: the WER
         self.stale_validations = state.get("stale_validations", 0)
         self.elapsed_before = self.shared_elapsed = state.get("elapsed", 0.0)
         rng = state["rng"]
@@ -611,8 +622,8 @@ class Trainer:
                 )
             if i == 0:
                 self.stale_validations += 1
-            if i == 0 and result["wer"] < self.best_wer:
-                self.best_wer, self.stale_validations = result["wer"], 0
+            if i == 0 and result[self.args.select_by] < self.best_score:
+                self.best_score, self.best_wer, self.stale_validations = result[self.args.select_by], result["wer"], 0
                 save_checkpoint(self.out / "best.pt", self.model, self.tokenizer.tokens, self._extra())
         plot_curve(self.out)
 
@@ -674,7 +685,8 @@ class Trainer:
                 if stop:
                     if out_of_patience and self.main and not a.quiet:
                         print(
-                            f"no better WER in {a.patience} validations: stopping at step {self.step}", file=sys.stderr
+                            f"no better {a.select_by} in {a.patience} validations: stopping at step {self.step}",
+                            file=sys.stderr,
                         )
                     break
             bar.close()

@@ -96,6 +96,8 @@ def test_one_line_errors(tmp_path, capsys):
         (["adapt", str(tmp_path / "few"), "--name", "a/b"], "model name"),
         (["adapt", str(tmp_path / "few"), "--name", "x", "--minutes", "0"], "--minutes"),
         (["adapt", str(tmp_path / "few"), "--name", "x", "--lr", "0"], "--lr must be positive"),
+        (["adapt", str(tmp_path / "few"), "--name", "x", "--steps", "0"], "--steps at least 1"),
+        (["adapt", str(tmp_path / "few"), "--name", "x", "--patience", "3"], "give --select-by loss or wer"),
         (["transcribe", "--model", "nobody", "x.wav"], "no model of that name"),
     ]
     for argv, message in cases:

@@ -260,6 +260,17 @@ def test_patience_stops_when_the_valid_wer_no_longer_improves(corpus, tmp_path):
     assert [r["step"] for r in valid] == [1, 2, 3] and load_checkpoint(out / "model.pt").extra["step"] == 3
 
 
+def test_select_by_loss_keeps_the_step_of_the_lowest_valid_loss(corpus, tmp_path):
+    """--select-by loss: best.pt is the validation with the lowest mean CTC loss, whatever its WER."""
+    out = tmp_path / "by_loss"
+    argv = _args(corpus, out, "--valid", str(corpus), "--valid-every", "1", "--max-steps", "6", "--select-by", "loss")
+    assert train.main(argv) == 0
+    valid = [r for r in _log(out) if "wer" in r]
+    assert len(valid) == 6 and len({r["loss"] for r in valid}) > 1
+    lowest = min(valid, key=lambda r: r["loss"])
+    assert load_checkpoint(out / "best.pt").extra["step"] == lowest["step"]
+
+
 def test_init_errors_are_one_line(corpus, tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
