@@ -6,10 +6,10 @@
     asr transcribe --model NAME a.wav    # then any command takes the name
 
 A clip that is silent or clipped is refused with its reason; a fifth of the others (at least one) is held out.
-The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --passes over them and
-at most --minutes (small learning rate, outputs kept near the starting model's, augmentation and silence padding
-as in training), and the last step is kept (--select-by loss|wer: the best held-out one; a fifth of a few dozen
-clips is too few to pick a step by). The held-out WER before and after, with the default decoding, decides:
+The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --steps (2 per second of
+training clips) and at most --minutes (small learning rate, outputs and weights kept near the starting model's,
+augmentation and silence padding as in training), and the last step is kept (--select-by loss|wer: the best
+held-out one; a fifth of a few dozen clips is too few to pick a step by). The held-out WER before and after, with the default decoding, decides:
 if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt (`asr.user_models`); if not, the
 command says so, saves nothing, and the starting model stays what you use.
 """
@@ -42,7 +42,7 @@ DEFAULT_MINUTES = 5.0
 LEARNING_RATE = 5e-4
 WARMUP_STEPS = 10
 BATCH_SECONDS = 60.0
-PATIENCE = 0  # with --select-by loss|wer: held-out checks without a better score before stopping (0: never)
+PATIENCE = 0  # with --select-by loss|wer: held-out checks worse than the best before stopping (0: never)
 FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
 L2_INIT = 0.05  # weight of the squared distance from the starting weights
 KL_INIT = 0.2  # weight of the KL divergence of the outputs from the starting model's
@@ -107,14 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--select-by",
         choices=("last", "loss", "wer"),
         default=SELECT_BY,
-        help=f"the step kept: the last, or the best held-out CTC loss or greedy WER (default {SELECT_BY})",
+        help=f"the step kept: the last, or the best held-out CTC loss or greedy WER, the later of equal ones"
+        f" (default {SELECT_BY})",
     )
     t.add_argument(
         "--patience",
         type=int,
         default=PATIENCE,
-        help=f"with --select-by loss|wer: stop after this many held-out checks without a better score"
-        f" (default {PATIENCE}: use all --minutes)",
+        help=f"with --select-by loss|wer: stop after this many held-out checks worse than the best"
+        f" (default {PATIENCE}: use all --steps and --minutes)",
     )
     return p
 
@@ -247,7 +248,7 @@ def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_p
     ]
     argv += ["--valid-every", str(steps_per_pass), "--patience", str(args.patience), "--checkpoint-every", "0"]
     argv += ["--l2-init", str(args.l2_init), "--kl-init", str(args.kl_init)]
-    argv += ["--select-by", args.select_by] if args.select_by != "last" else []
+    argv += ["--select-by", args.select_by, "--ties", "later"] if args.select_by != "last" else []
     argv += ["--freeze", *args.freeze] if args.freeze else []
     argv += ["--augment-scale", "0.5", "--pad-prob", "0.3", "--num-workers", "0", "--threads", str(args.threads)]
     argv += ["--seed", str(args.seed), "--device", "cpu", "--quiet"]

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many validations in a row without a better score on the first --valid set (0: never)",
     )
     a(
+        "--ties",
+        choices=("earlier", "later"),
+        default="earlier",
+        help="which of equally good validations best.pt is: the earlier (default), or the later, and then --patience"
+        " counts only validations worse than the best (a flat score, as a few utterances' WER often is, goes on)",
+    )
+    a(
         "--select-by",
         choices=SELECT_BY,
         default="wer",
@@ -621,11 +628,18 @@ class Trainer:
                     f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr
                 )
             if i == 0:
-                self.stale_validations += 1
-            if i == 0 and result[self.args.select_by] < self.best_score:
-                self.best_score, self.best_wer, self.stale_validations = result[self.args.select_by], result["wer"], 0
-                save_checkpoint(self.out / "best.pt", self.model, self.tokenizer.tokens, self._extra())
+                self._select(result)
         plot_curve(self.out)
+
+    def _select(self, result: dict) -> None:
+        """The first --valid set's result: best.pt if it is the best so far, and --patience's count."""
+        score, later = result[self.args.select_by], self.args.ties == "later"
+        better, tied = score < self.best_score, score == self.best_score
+        if better or (later and tied):
+            self.best_score, self.best_wer = score, result["wer"]
+            save_checkpoint(self.out / "best.pt", self.model, self.tokenizer.tokens, self._extra())
+        worse = not score <= self.best_score  # NaN (no utterance) too
+        self.stale_validations = 0 if better or (later and not worse) else self.stale_validations + 1
 
     def fit(self) -> None:
         from tqdm import tqdm

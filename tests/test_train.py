@@ -260,6 +260,16 @@ def test_patience_stops_when_the_valid_wer_no_longer_improves(corpus, tmp_path):
     assert [r["step"] for r in valid] == [1, 2, 3] and load_checkpoint(out / "model.pt").extra["step"] == 3
 
 
+def test_ties_later_keeps_the_last_of_equal_validations_and_a_flat_score_goes_on(corpus, tmp_path):
+    """--ties later with a learning rate of 0 (every validation the same): best.pt is the last one, and --patience
+    (which now counts only validations worse than the best) does not stop the run."""
+    out = tmp_path / "later"
+    argv = _args(corpus, out, "--valid", str(corpus), "--valid-every", "1", "--patience", "2", "--max-steps", "5")
+    assert train.main(argv + ["--lr", "0", "--ties", "later"]) == 0
+    assert [r["step"] for r in _log(out) if "wer" in r] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(out / "best.pt").extra["step"] == 5
+
+
 def test_select_by_loss_keeps_the_step_of_the_lowest_valid_loss(corpus, tmp_path):
     """--select-by loss: best.pt is the validation with the lowest mean CTC loss, whatever its WER."""
     out = tmp_path / "by_loss"
