@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+
+from asr.atomic import atomic_open
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 SIL = "|"  # flashlight's word separator token (our " ")
@@ -107,20 +108,14 @@ def write_arpa(table: list[dict[tuple[str, ...], tuple[float, float | None]]], p
     """ARPA text of {n-gram: (log10 p, log10 bow or None)} per order, written atomically (a temporary file
     renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\\data\\\n" + "".join(f"ngram {n}={len(grams)}\n" for n, grams in enumerate(table, 1)))
-            for n, grams in enumerate(table, 1):
-                f.write(f"\n\\{n}-grams:\n")
-                for g in sorted(grams):
-                    logp, bow = grams[g]
-                    f.write(f"{logp:.6f}\t{' '.join(g)}" + ("" if bow is None else f"\t{bow:.6f}") + "\n")
-            f.write("\n\\end\\\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path) as f:
+        f.write("\\data\\\n" + "".join(f"ngram {n}={len(grams)}\n" for n, grams in enumerate(table, 1)))
+        for n, grams in enumerate(table, 1):
+            f.write(f"\n\\{n}-grams:\n")
+            for g in sorted(grams):
+                logp, bow = grams[g]
+                f.write(f"{logp:.6f}\t{' '.join(g)}" + ("" if bow is None else f"\t{bow:.6f}") + "\n")
+        f.write("\n\\end\\\n")
     return path
 
 

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import struct
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from asr.atomic import atomic_open
 
 HEADER = b"Trie Language Model"
 LOG10_BASE = math.log10(1.0001)  # sphinx's logmath base
@@ -145,31 +146,25 @@ class SphinxLM:
     def write_arpa(self, path, progress=None) -> Path:
         """Write the model as ARPA (atomically: a temporary file renamed into place); `progress(lines)` per block."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         vocab = np.array(self.vocab, dtype=object)
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write("\\data\\\n" + "".join(f"ngram {n}={self.counts[n - 1]}\n" for n in range(1, self.order + 1)))
-                for n in range(1, self.order + 1):
-                    f.write(f"\n\\{n}-grams:\n")
-                    block = 200_000
-                    for lo in range(0, self.counts[n - 1], block):
-                        hi = min(lo + block, self.counts[n - 1])
-                        text = vocab[self.words[n][lo:hi, 0]]
-                        for k in range(1, n):
-                            text = text + " " + vocab[self.words[n][lo:hi, k]]
-                        logp = np.char.mod("%.6f", np.maximum(self.logp[n][lo:hi], -99.0))
-                        lines = logp.astype(object) + "\t" + text
-                        if self.backoff[n] is not None:
-                            lines = lines + "\t" + np.char.mod("%.6f", self.backoff[n][lo:hi]).astype(object)
-                        f.write("\n".join(lines) + "\n")
-                        if progress:
-                            progress(hi - lo)
-                f.write("\n\\end\\\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:
+            f.write("\\data\\\n" + "".join(f"ngram {n}={self.counts[n - 1]}\n" for n in range(1, self.order + 1)))
+            for n in range(1, self.order + 1):
+                f.write(f"\n\\{n}-grams:\n")
+                block = 200_000
+                for lo in range(0, self.counts[n - 1], block):
+                    hi = min(lo + block, self.counts[n - 1])
+                    text = vocab[self.words[n][lo:hi, 0]]
+                    for k in range(1, n):
+                        text = text + " " + vocab[self.words[n][lo:hi, k]]
+                    logp = np.char.mod("%.6f", np.maximum(self.logp[n][lo:hi], -99.0))
+                    lines = logp.astype(object) + "\t" + text
+                    if self.backoff[n] is not None:
+                        lines = lines + "\t" + np.char.mod("%.6f", self.backoff[n][lo:hi]).astype(object)
+                    f.write("\n".join(lines) + "\n")
+                    if progress:
+                        progress(hi - lo)
+            f.write("\n\\end\\\n")
         return path
 
 
