@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -230,9 +231,15 @@ class Progress:
         self.bar.refresh()
 
 
-def fine_tune(start: Path, train: Path, held: Path, out: Path, args, steps_per_pass: int, steps: int) -> Path:
-    """Train from `start`; the bundle kept: the last step's (OUT/model.pt) or the best held-out one's (best.pt)."""
+def fine_tune(start: Path, train: Path, held: Path, out: Path, args) -> Path:
+    """Train from `start` on the `train` manifest, `held` the held-out one; the bundle kept: the last step's
+    (OUT/model.pt) or the best held-out one's (best.pt). At most args.steps (default: 2 per second of clips)."""
     from asr import train as trainer
+    from asr.manifests import read_manifest
+
+    seconds = sum(e["duration"] for e in read_manifest(train))
+    steps_per_pass = max(MIN_VALID_EVERY, int(np.ceil(seconds / BATCH_SECONDS)))
+    steps = args.steps or max(1, round(STEPS_PER_SECOND * seconds))
 
     argv = ["--init", str(start), "--train", str(train), "--valid", str(held), "--out", str(out)]
     argv += ["--lr", str(args.lr), "--warmup-steps", str(WARMUP_STEPS), "--min-lr-ratio", "0.1"]
@@ -279,20 +286,19 @@ def record(args) -> Path:
 
 
 # -- the command ------------------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    import asr
-    from asr import user_models
-    from asr.checkpoint import load_checkpoint, save_checkpoint
-    from asr.decoding_config import DecodingConfig
-    from asr.manifests import write_manifest
+@dataclass
+class Outcome:
+    """What one adaptation did: the held-out WERs (default decoding) before and after, and the model saved."""
 
-    args = build_parser().parse_args(argv)
-    try:
-        target = user_models.model_file(args.name)
-    except ValueError as exc:
-        raise UserError(f"--name: {exc}") from None
-    if target.exists() and not args.force:
-        raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
+    before: float
+    after: float
+    train_clips: int
+    held_out_clips: int
+    saved: Path | None  # None: the adapted model was no better on the held-out clips
+
+
+def check(args) -> None:
+    """The options' one-line errors, before anything is recorded or trained."""
     if not args.minutes > 0 or args.threads < 1 or (args.steps is not None and args.steps < 1):
         raise UserError("--minutes must be positive, --threads and --steps at least 1")
     if not args.lr > 0 or min(args.l2_init, args.kl_init, args.patience) < 0:
@@ -301,10 +307,16 @@ def main(argv=None) -> int:
         raise UserError("--patience stops on a held-out score: give --select-by loss or wer with it")
     if args.record == (args.source is not None):
         raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
-    if args.record:
-        args.source = record(args)
-        if args.no_train:
-            return 0
+
+
+def adapt(args, target: Path) -> Outcome:
+    """Fine-tune on args.source's clips; save the model as `target` if its held-out WER fell."""
+    import asr
+    from asr import user_models
+    from asr.checkpoint import load_checkpoint, save_checkpoint
+    from asr.decoding_config import DecodingConfig
+    from asr.manifests import write_manifest
+
     start_path = user_models.resolve(args.model) or asr.default_model_path()
     start = asr.load_model(start_path, device="cpu")
     if not hasattr(start, "state_dict"):
@@ -327,24 +339,40 @@ def main(argv=None) -> int:
         work = Path(tmp)
         write_manifest(work / "train.jsonl", train)
         write_manifest(work / "held.jsonl", held)
-        steps_per_pass = max(MIN_VALID_EVERY, int(np.ceil(seconds / BATCH_SECONDS)))
-        steps = args.steps or max(1, round(STEPS_PER_SECOND * seconds))
-        best = load_checkpoint(
-            fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args, steps_per_pass, steps)
-        )
+        best = load_checkpoint(fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args))
         after = held_out_wer(best, held, decoding)
+        outcome = Outcome(before, after, len(train), len(held), None)
         if after >= before:
             print(
                 f"held-out WER did not improve ({before:.1%} -> {after:.1%}): nothing saved, keep using {start_path}",
                 file=sys.stderr,
             )
-            return 1
+            return outcome
         extra = {**best.extra, "adapted_from": str(start_path), "held_out_wer": {"before": before, "after": after}}
         extra.update(clips={"train": len(train), "held_out": len(held)}, minutes=args.minutes)
         save_checkpoint(target, best, best.tokens, extra)
     print(f"held-out WER {before:.1%} -> {after:.1%}; saved {target}", file=sys.stderr)
     print(f"use it with: asr transcribe --model {args.name} FILE (and stream, mic, serve)", file=sys.stderr)
-    return 0
+    outcome.saved = target
+    return outcome
+
+
+def main(argv=None) -> int:
+    from asr import user_models
+
+    args = build_parser().parse_args(argv)
+    try:
+        target = user_models.model_file(args.name)
+    except ValueError as exc:
+        raise UserError(f"--name: {exc}") from None
+    if target.exists() and not args.force:
+        raise UserError(f"a model named {args.name!r} exists ({target}): choose another name, or --force")
+    check(args)
+    if args.record:
+        args.source = record(args)
+        if args.no_train:
+            return 0
+    return 0 if adapt(args, target).saved else 1
 
 
 if __name__ == "__main__":

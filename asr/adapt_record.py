@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.atomic import atomic_open
 from asr.errors import UserError
 
 PROMPTS = Path(__file__).parent / "assets" / "adapt_prompts.txt"
@@ -106,10 +107,8 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """`samples` (int16) as a 16-bit mono WAV, written atomically."""
     from asr.mic import open_wav
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open_wav(str(tmp), rate) as out:
+    with atomic_open(path, "wb") as f, open_wav(f, rate) as out:
         out.writeframes(samples.astype("<i2").tobytes())
-    tmp.replace(path)
 
 
 def record_session(sd, device: dict, rate: int, texts: list[str], out: Path, lines: Lines | None = None) -> int:

@@ -7,11 +7,11 @@ names the file and the problem.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from asr.atomic import atomic_open
 from asr.model import GRUCTC, ModelConfig
 
 FORMAT = "gru-asr"  # tag that tells our bundles from other torch files
@@ -32,11 +32,8 @@ def save_checkpoint(path, model: GRUCTC, tokens: list[str] | None = None, extra:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(bundle, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        torch.save(bundle, f)
 
 
 def read_bundle(path) -> dict:

@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from asr.atomic import atomic_open
+
 FORMAT = 1  # bump when the conversion changes: older cache files are rebuilt
 NAME = f"en-us-3gram-v{FORMAT}"
 SOURCE = "pocketsphinx: model/en-us/en-us.lm.bin (CMU, BSD-2-Clause)"
@@ -100,9 +102,8 @@ def build(force: bool = False, progress: bool = True) -> Path:
         ) as bar:
             lm.write_arpa(out, progress=bar.update)
         meta = {"source": str(source), **_source_key(source), "arpa_size": out.stat().st_size, "counts": lm.counts}
-        tmp = _meta_path().with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, _meta_path())
+        with atomic_open(_meta_path()) as f:
+            f.write(json.dumps(meta, indent=1) + "\n")
     except SphinxLMError as e:
         raise LMUnavailable(str(e)) from None
     except OSError as e:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.atomic import atomic_open
 from asr.model import ModelState, state_names
 from asr.user_models import MODEL_HELP
 
@@ -166,11 +167,9 @@ def export_torchscript(model, out, int8: bool = False) -> Path:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(_step_module(model), _example_inputs(model), check_trace=False)
     extra = {f"{k}.json": v for k, v in metadata(model).items()}
-    tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_open(out, "wb") as f:
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the simplest C++-loadable form
-        torch.jit.save(traced, str(tmp), _extra_files=extra)
-    tmp.replace(out)
+        torch.jit.save(traced, f, _extra_files=extra)
     return out
 
 

@@ -19,6 +19,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from asr.atomic import atomic_open
 from asr.tokenizer import normalize_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
@@ -86,14 +87,11 @@ def read_manifest(path) -> list[dict]:
 def write_manifest(path, entries) -> None:
     """Write entries atomically; audio paths are stored relative to the manifest's folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = path.resolve().parent
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
+        folder = path.resolve().parent
         for e in entries:
             rel = os.path.relpath(Path(e["audio"]).resolve(), folder)
             f.write(json.dumps({**e, "audio": Path(rel).as_posix()}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 # -- corpus importers ---------------------------------------------------------------------------------------

@@ -247,7 +247,8 @@ def stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def open_wav(path: str, rate: int):
+def open_wav(path, rate: int):
+    """A 16-bit mono wave writer on `path` (a file name or a binary file object)."""
     out = wave.open(path, "wb")
     out.setnchannels(1)
     out.setsampwidth(SAMPLE_WIDTH)

@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from asr import user_models
+from asr.atomic import atomic_open
 from asr.augment import AugmentConfig
 from asr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from asr.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
@@ -333,10 +334,9 @@ def plot_curve(out: Path) -> None:
         ax2.set_ylabel("valid WER")
         ax2.legend(loc="upper right")
     fig.tight_layout()
-    tmp = out / "curve.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_open(out / "curve.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, out / "curve.png")
 
 
 # -- validation ----------------------------------------------------------------------------------------------
@@ -574,9 +574,8 @@ class Trainer:
     def save(self) -> None:
         if not self.main:
             return
-        tmp = self.out / "last.pt.tmp"
-        torch.save(self._training_state(), tmp)
-        os.replace(tmp, self.out / "last.pt")
+        with atomic_open(self.out / "last.pt", "wb") as f:
+            torch.save(self._training_state(), f)
         save_checkpoint(self.out / "model.pt", self.model, self.tokenizer.tokens, self._extra())
 
     def _extra(self) -> dict:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from asr.atomic import atomic_open
+
 log = logging.getLogger("asr.server")
 
 SNAPSHOT_INTERVAL = 1.0  # seconds between a worker's metrics snapshots
@@ -53,9 +55,8 @@ class SharedState:
         return sum(self.counts[:])
 
     def write_snapshot(self, index: int, snapshot: dict) -> None:
-        tmp = self.folder / f"{index}.json.tmp"
-        tmp.write_text(json.dumps(snapshot))
-        os.replace(tmp, self.folder / f"{index}.json")
+        with atomic_open(self.folder / f"{index}.json") as f:
+            f.write(json.dumps(snapshot))
 
     def peer_snapshots(self, index: int) -> list[dict]:
         """The latest snapshots of the other workers."""
