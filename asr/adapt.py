@@ -9,8 +9,9 @@ A clip that is silent or clipped is refused with its reason; a fifth of the othe
 The starting model (the embedded one, or --model) is fine-tuned on the rest for at most --steps (2 per second of
 training clips) and at most --minutes (small learning rate, outputs and weights kept near the starting model's,
 augmentation and silence padding as in training), and the last step is kept (--select-by loss|wer: the best
-held-out one; a fifth of a few dozen clips is too few to pick a step by). The held-out WER before and after, with
-the default decoding, decides: if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt
+held-out one; a fifth of a few dozen clips is too few to pick a step by). --mix F keeps the weights F of the way
+from the starting model's to the fine-tuned ones (default 1: the fine-tuned ones). The held-out WER before and
+after, with the default decoding, decides: if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt
 (`asr.user_models`); if not, the command says so, saves nothing, and the starting model stays what you use.
 """
 
@@ -47,6 +48,7 @@ PATIENCE = 0  # with --select-by loss|wer: held-out checks worse than the best b
 FROZEN: tuple[str, ...] = ()  # parameter name patterns not fine-tuned
 L2_INIT = 0.05  # weight of the squared distance from the starting weights
 KL_INIT = 0.2  # weight of the KL divergence of the outputs from the starting model's
+MIX = 1.0  # the saved weights: start + MIX * (fine-tuned - start); 0.7 measured in benchmarks/README.md (W)
 MIN_VALID_EVERY = 5  # steps
 # the step kept: "last" (the whole budget; a held-out fifth of 10-50 clips is too few to pick a step by, see
 # benchmarks/README.md), or the best held-out "loss" (CTC) or "wer" (greedy)
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=KL_INIT,
         metavar="WEIGHT",
         help=f"keep the outputs near the starting model's, as `asr train --kl-init` (default {KL_INIT:g})",
+    )
+    t.add_argument(
+        "--mix",
+        type=float,
+        default=MIX,
+        metavar="FRACTION",
+        help=f"how far the saved weights go from the starting model's toward the fine-tuned ones (default {MIX:g})",
     )
     t.add_argument(
         "--steps",
@@ -267,6 +276,11 @@ def fine_tune(start: Path, train: Path, held: Path, out: Path, args) -> Path:
     return kept
 
 
+def mixed(start: dict, tuned: dict, fraction: float) -> dict:
+    """The weights `fraction` of the way from `start` to `tuned` (floating-point tensors; others as tuned)."""
+    return {k: start[k] + fraction * (v - start[k]) if v.is_floating_point() else v for k, v in tuned.items()}
+
+
 def record(args) -> Path:
     """--record: the prompts read into the microphone; the folder they went into."""
     from asr import adapt_record, user_models
@@ -303,6 +317,8 @@ def check(args) -> None:
         raise UserError("--minutes must be positive, --threads and --steps at least 1")
     if not args.lr > 0 or min(args.l2_init, args.kl_init, args.patience) < 0:
         raise UserError("--lr must be positive, --l2-init, --kl-init and --patience not negative")
+    if not 0 < args.mix <= 1:
+        raise UserError("--mix must be in (0, 1]")
     if args.patience and args.select_by == "last":
         raise UserError("--patience stops on a held-out score: give --select-by loss or wer with it")
     if args.record == (args.source is not None):
@@ -340,6 +356,8 @@ def adapt(args, target: Path) -> Outcome:
         write_manifest(work / "train.jsonl", train)
         write_manifest(work / "held.jsonl", held)
         best = load_checkpoint(fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args))
+        if args.mix < 1:
+            best.load_state_dict(mixed(start.state_dict(), best.state_dict(), args.mix))
         after = held_out_wer(best, held, decoding)
         outcome = Outcome(before, after, len(train), len(held), None)
         if after >= before:
@@ -349,7 +367,7 @@ def adapt(args, target: Path) -> Outcome:
             )
             return outcome
         extra = {**best.extra, "adapted_from": str(start_path), "held_out_wer": {"before": before, "after": after}}
-        extra.update(clips={"train": len(train), "held_out": len(held)}, minutes=args.minutes)
+        extra.update(clips={"train": len(train), "held_out": len(held)}, minutes=args.minutes, mix=args.mix)
         save_checkpoint(target, best, best.tokens, extra)
     print(f"held-out WER {before:.1%} -> {after:.1%}; saved {target}", file=sys.stderr)
     print(f"use it with: asr transcribe --model {args.name} FILE (and stream, mic, serve)", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import synthesize
 
 import asr
@@ -58,6 +59,14 @@ def test_split_holds_out_a_fifth_and_at_least_one():
     assert adapt.split(entries, seed=0) == adapt.split(entries, seed=0)
 
 
+def test_mix_moves_the_weights_that_fraction_of_the_way_from_the_start():
+    start = {"w": torch.zeros(3), "steps": torch.tensor([1])}
+    tuned = {"w": torch.tensor([2.0, -4.0, 8.0]), "steps": torch.tensor([5])}
+    out = adapt.mixed(start, tuned, 0.25)
+    assert torch.equal(out["w"], torch.tensor([0.5, -1.0, 2.0])) and torch.equal(out["steps"], torch.tensor([5]))
+    assert torch.equal(adapt.mixed(start, tuned, 1.0)["w"], tuned["w"])
+
+
 @pytest.mark.slow
 def test_adapt_from_a_folder_saves_a_named_model_every_command_takes(recordings, data_home, capsys):
     code = cli_main(["adapt", str(recordings), "--name", "me", "--minutes", "0.75", "--lr", "1e-3"])  # learnt in 45 s
@@ -98,6 +107,7 @@ def test_one_line_errors(tmp_path, capsys):
         (["adapt", str(tmp_path / "few"), "--name", "x", "--lr", "0"], "--lr must be positive"),
         (["adapt", str(tmp_path / "few"), "--name", "x", "--steps", "0"], "--steps at least 1"),
         (["adapt", str(tmp_path / "few"), "--name", "x", "--patience", "3"], "give --select-by loss or wer"),
+        (["adapt", str(tmp_path / "few"), "--name", "x", "--mix", "0"], "--mix must be in (0, 1]"),
         (["transcribe", "--model", "nobody", "x.wav"], "no model of that name"),
     ]
     for argv, message in cases:
