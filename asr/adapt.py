@@ -325,15 +325,22 @@ def check(args) -> None:
         raise UserError("give either DIR|MANIFEST (recordings you have) or --record (to make them), not both")
 
 
+def start_model_path(model: str | None) -> Path:
+    """The bundle fine-tuning starts from: --model (a user model's name or a path), or the embedded one."""
+    import asr
+    from asr import user_models
+
+    return user_models.resolve(model) or asr.default_model_path()
+
+
 def adapt(args, target: Path) -> Outcome:
     """Fine-tune on args.source's clips; save the model as `target` if its held-out WER fell."""
     import asr
-    from asr import user_models
     from asr.checkpoint import load_checkpoint, save_checkpoint
     from asr.decoding_config import DecodingConfig
     from asr.manifests import write_manifest
 
-    start_path = user_models.resolve(args.model) or asr.default_model_path()
+    start_path = start_model_path(args.model)
     start = asr.load_model(start_path, device="cpu")
     if not hasattr(start, "state_dict"):
         raise UserError(f"--model {args.model}: an exported model cannot be trained; give its .pt bundle")

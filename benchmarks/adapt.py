@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                 outcome = None
                 model = load_checkpoint(
                     adapt.fine_tune(
-                        user_models.resolve(args.model) or asr.default_model_path(),
+                        adapt.start_model_path(args.model),
                         manifest,
                         manifest,
                         Path(tmp) / f"{name}_exp",
