@@ -25,14 +25,14 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HOMES = {
-    "load_model": "asr.loading",
-    "default_model_path": "asr.loading",
-    "resolve_device": "asr.loading",
-    "ModelNotFoundError": "asr.loading",
-    "CheckpointError": "asr.checkpoint",
-    "transcribe": "asr.transcription",
+    "load_model": "asr.model.loading",
+    "default_model_path": "asr.model.loading",
+    "resolve_device": "asr.model.loading",
+    "ModelNotFoundError": "asr.model.loading",
+    "CheckpointError": "asr.model.checkpoint",
+    "transcribe": "asr.stream.transcription",
     "Recognizer": "asr.stream",
-    "DecodingConfig": "asr.decoding_config",
+    "DecodingConfig": "asr.decode.config",
 }
 
 

@@ -32,7 +32,7 @@ decoding: the same decoding as `asr eval`). RTF = processing seconds / audio sec
 over all distinct clips of the run (real_en's subsets reuse its clips' results). --threads (default 1) bounds
 every system alike: torch threads, CTranslate2's cpu_threads and the BLAS/OpenMP pools (set before numpy loads);
 pocketsphinx is single-threaded. WER and CER (jiwer, over each whole set) compare
-asr.tokenizer.normalize_text of reference and hypothesis on both sides: Whisper writes digits, capitals and
+asr.model.tokenizer.normalize_text of reference and hypothesis on both sides: Whisper writes digits, capitals and
 punctuation; normalize_text spells numbers out and drops punctuation.
 
 Prints a Markdown table (rows: systems; columns: sets, WER % with CER % in brackets; then the RTF) for the
@@ -162,9 +162,10 @@ def load_sets(paths: dict[str, Path], limit: int, notes: list[str]) -> tuple[dic
     """({set: [entry]}, {audio path: 16 kHz float32 samples}); unreadable clips are left out with a note."""
     from tqdm import tqdm
 
-    from asr.audio import AudioError, load_audio
-    from asr.manifests import DataError, read_manifest
-    from asr.tokenizer import normalize_text
+    from asr.audio import AudioError
+    from asr.audio.files import load_audio
+    from asr.model.tokenizer import normalize_text
+    from asr.train.manifests import DataError, read_manifest
 
     sets, audio = {}, {}
     for name, path in paths.items():
@@ -250,7 +251,7 @@ def make_whisper(name: str, args):
     from faster_whisper import __version__ as fw_version
 
     if name == "whisper-base":
-        from asr.default_lm import cache_dir
+        from asr.lm.default import cache_dir
 
         folder = args.whisper_dir or cache_dir() / "whisper"
         try:
@@ -284,7 +285,7 @@ def make_system(name: str, args, model):
     """(decode(16 kHz float32 samples) -> text, info dict)."""
     if name in ("greedy", "default", "streamed"):
         import asr
-        from asr.decoding_config import DecodingConfig
+        from asr.decode.config import DecodingConfig
 
         config = DecodingConfig(method="greedy") if name == "greedy" else DecodingConfig().resolved()
         config.beam_factory(model.tokens)  # the LM loaded (and built on first use) outside the clock
@@ -347,7 +348,7 @@ def run_system(name: str, decode, sets: dict, audio: dict) -> tuple[dict, float,
     from tqdm import tqdm
 
     from asr.audio import SAMPLE_RATE
-    from asr.tokenizer import normalize_text
+    from asr.model.tokenizer import normalize_text
 
     first = next(iter(audio.values()))
     decode(first[: int(WARMUP_SECONDS * SAMPLE_RATE)])  # warm-up: allocations, thread pools
@@ -395,7 +396,7 @@ def millions(n) -> str:
 def header_notes(systems: dict, threads: int, limit: int, cpu: str) -> list[str]:
     ours = next((s["parameters"] for n, s in systems.items() if n in ("greedy", "default") and s["parameters"]), None)
     lines = [
-        "WER % (CER % in brackets) on each set, both sides normalised with asr.tokenizer.normalize_text; "
+        "WER % (CER % in brackets) on each set, both sides normalised with asr.model.tokenizer.normalize_text; "
         f"RTF = processing s / audio s over all the clips, {threads} thread{'s' if threads > 1 else ''} "
         f"per system, {cpu}."
     ]
@@ -441,7 +442,7 @@ def main(argv=None) -> int:
     import torch
 
     import asr
-    from asr.checkpoint import CheckpointError
+    from asr.model.checkpoint import CheckpointError
 
     torch.set_num_threads(args.threads)
     try:

@@ -35,11 +35,11 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path)
 
 import asr
-from asr import user_models
-from asr.adapt import held_out_wer as wer
-from asr.checkpoint import load_checkpoint
-from asr.decoding_config import DecodingConfig
-from asr.manifests import read_manifest, write_manifest
+from asr.apps.adapt import held_out_wer as wer
+from asr.decode.config import DecodingConfig
+from asr.model import user_models
+from asr.model.checkpoint import load_checkpoint
+from asr.train.manifests import read_manifest, write_manifest
 
 REAL_EN = "real_en"
 
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     command = shlex.join(["python", "benchmarks/adapt.py", *(sys.argv[1:] if argv is None else argv)])
 
-    from asr import adapt
+    from asr.apps import adapt
 
     sets = (speakers if args.set == "test" else tuning_speakers)(args.manifests)
     if args.speakers:

@@ -19,7 +19,7 @@ from pathlib import Path
 import common
 import torch
 
-from asr.model import GRUCTC, ModelConfig
+from asr.model.network import GRUCTC, ModelConfig
 
 CHUNK_FRAMES = 16  # feature frames (10 ms) per step
 BATCHES = (1, 100)

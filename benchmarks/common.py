@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import asr  # noqa: E402
-from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE  # noqa: E402
+from asr.audio.files import load_audio  # noqa: E402
 
 REAL_EN = REPO.parent / "shared" / "data" / "real_en"
 RESULTS = REPO / "benchmarks" / "results"
@@ -47,7 +48,7 @@ def load_model(path=None):
     try:
         return asr.load_model(path, device="cpu"), str(path or asr.default_model_path())
     except asr.ModelNotFoundError:
-        from asr.model import GRUCTC, ModelConfig
+        from asr.model.network import GRUCTC, ModelConfig
 
         print(
             "note: no trained model installed; using RANDOM weights (speed figures hold, WER does not)", file=sys.stderr
@@ -58,7 +59,7 @@ def load_model(path=None):
 
 
 def save_random_bundle(model, directory) -> Path:
-    from asr.checkpoint import save_checkpoint
+    from asr.model.checkpoint import save_checkpoint
 
     path = Path(directory) / "model.pt"
     save_checkpoint(path, model, model.tokens)

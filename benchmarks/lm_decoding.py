@@ -51,10 +51,11 @@ def manifests(folder: Path | None) -> Path:
 
 @torch.inference_mode()
 def log_probs(model, path: Path) -> list[tuple[str, torch.Tensor, float]]:
-    from asr.audio import load_audio, pad_tail
-    from asr.frontend import LogMel
-    from asr.manifests import read_manifest
-    from asr.tokenizer import normalize_text
+    from asr.audio import pad_tail
+    from asr.audio.files import load_audio
+    from asr.audio.frontend import LogMel
+    from asr.model.tokenizer import normalize_text
+    from asr.train.manifests import read_manifest
 
     logmel, out = LogMel(), []
     for e in read_manifest(path):
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
 
     import asr
-    from asr.decoding import ctc_greedy
-    from asr.decoding_config import DecodingConfig
+    from asr.decode.config import DecodingConfig
+    from asr.decode.greedy import ctc_greedy
 
     model = asr.load_model(args.model, device="cpu")
     folder = manifests(args.manifests)

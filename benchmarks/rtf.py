@@ -8,7 +8,7 @@ endpoints on, until final_result(): the default decoding (greedy partials,
 finals by beam search with the default English LM, loaded before the clock
 starts), and greedy finals for the "greedy" rows. RTF = processing time / audio
 duration over all clips. WER is over the whole set (jiwer), both sides
-normalised with asr.tokenizer.normalize_text. pocketsphinx (its bundled en-us
+normalised with asr.model.tokenizer.normalize_text. pocketsphinx (its bundled en-us
 model) decodes the same 16 kHz int16 audio in the same 0.2 s chunks.
 """
 
@@ -23,10 +23,10 @@ import common
 import jiwer
 import torch
 
-from asr.decoding_config import DecodingConfig
-from asr.export import quantize_int8
+from asr.decode.config import DecodingConfig
+from asr.model.export import quantize_int8
+from asr.model.tokenizer import normalize_text
 from asr.stream import Recognizer
-from asr.tokenizer import normalize_text
 
 CHUNK_SECONDS = 0.2  # audio per accept_waveform call
 CHUNK = int(CHUNK_SECONDS * common.SAMPLE_RATE)  # samples
@@ -94,8 +94,8 @@ def our_configs(model, threads_list, onnx_dir: Path | None):
         for n in threads_list:
             configs.append((f"ours {backend} {precision} {n}t", n, m))
     if onnx_dir is not None:
-        from asr.export import export_onnx
-        from asr.onnx_backend import OnnxModel
+        from asr.model.backends import OnnxModel
+        from asr.model.export import export_onnx
 
         for precision in ("fp32", "int8"):
             path = export_onnx(model, onnx_dir / f"model_{precision}.onnx", int8=precision == "int8")

@@ -27,7 +27,7 @@ import common
 import numpy as np
 import torch
 
-from asr.export import quantize_int8
+from asr.model.export import quantize_int8
 from asr.stream import BatchEngine, Stream
 
 ROUND_SECONDS = 0.16  # audio pushed into every stream per round

@@ -23,9 +23,9 @@ import common
 import numpy as np
 import torch
 
-from asr.dataset import parse_weighted
-from asr.manifests import read_manifest
-from asr.model import GRUCTC, STRIDES, ModelConfig
+from asr.model.network import GRUCTC, STRIDES, ModelConfig
+from asr.train.dataset import parse_weighted
+from asr.train.manifests import read_manifest
 
 CHUNK_FRAMES = 24  # feature frames per timed step: a multiple of 2, 3 and 4
 BATCHES = (1, 100)

@@ -45,7 +45,7 @@ import numpy as np
 from common import portable
 from websockets.asyncio.client import connect
 
-from server.service import loop_factory
+from server.running import loop_factory
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real_en" / "audio"
@@ -58,7 +58,7 @@ TARGET_MS = 100.0  # p95 latency a load level must stay under
 
 def load_speech(data_dir: Path, seconds: float) -> np.ndarray:
     """At least `seconds` of 16 kHz int16 speech: real clips joined, or espeak-ng sentences."""
-    from asr.audio import load_audio
+    from asr.audio.files import load_audio
 
     clips = sorted(p for p in data_dir.glob("*") if p.suffix in (".wav", ".flac")) if data_dir.is_dir() else []
     if not clips:
@@ -92,14 +92,14 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     if args.random_model:
         import torch
 
-        from asr.checkpoint import save_checkpoint
-        from asr.model import GRUCTC, ModelConfig
-        from asr.tokenizer import DEFAULT_TOKENS
+        from asr.model.checkpoint import save_checkpoint
+        from asr.model.network import GRUCTC, ModelConfig
+        from asr.model.tokenizer import DEFAULT_TOKENS
 
         torch.manual_seed(0)
         model = str(Path(tempfile.mkdtemp(prefix="ws_load_")) / "random.pt")
         save_checkpoint(model, GRUCTC(ModelConfig()), DEFAULT_TOKENS)  # default size, random weights
-    cmd = [sys.executable, "-m", "asr.cli", "serve", "--port", "0", "--device", args.device]
+    cmd = [sys.executable, "-m", "asr.apps.cli", "serve", "--port", "0", "--device", args.device]
     cmd += ["--max-connections", str(max(args.clients) + 10), "--log-level", "WARNING"]
     cmd += ["--model", model] if model else []
     cmd += ["--threads", str(args.server_threads)] if args.server_threads else []

@@ -30,7 +30,7 @@ def read_pcm(path: str) -> tuple[bytes, int]:
     samples = samples.mean(axis=1)
     if not MIN_RATE <= rate <= MAX_RATE:
         from asr.audio import SAMPLE_RATE
-        from asr.resample import resample
+        from asr.audio.resample import resample
 
         samples, rate = resample(samples, rate, SAMPLE_RATE), SAMPLE_RATE
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes(), rate

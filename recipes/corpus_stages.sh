@@ -25,13 +25,13 @@ if run_stage 3 "train ($CONF, $NNODES node(s) x $NPROC process(es))"; then
 fi
 
 if run_stage 4 "evaluate"; then
-  $PYTHON -m asr.evaluate $eval_manifests --model "$WORK/exp/best.pt" --report "$WORK/eval_greedy.tsv" | tee "$WORK/eval_greedy.txt"
-  $PYTHON -m asr.evaluate $eval_manifests --model "$WORK/exp/best.pt" --beam-size 16 --lm "$WORK/lm.arpa" \
+  $PYTHON -m asr.apps.evaluate $eval_manifests --model "$WORK/exp/best.pt" --report "$WORK/eval_greedy.tsv" | tee "$WORK/eval_greedy.txt"
+  $PYTHON -m asr.apps.evaluate $eval_manifests --model "$WORK/exp/best.pt" --beam-size 16 --lm "$WORK/lm.arpa" \
     --report "$WORK/eval_beam.tsv" | tee "$WORK/eval_beam.txt"
   done_stage 4
 fi
 
 if run_stage 5 "export"; then
-  $PYTHON -m asr.cli export --format onnx --model "$WORK/exp/best.pt" --out "$WORK/exp/best.onnx"
+  $PYTHON -m asr.apps.cli export --format onnx --model "$WORK/exp/best.pt" --out "$WORK/exp/best.onnx"
   done_stage 5
 fi

@@ -12,12 +12,14 @@ import sys
 
 import torch
 
-from asr.decoding_config import DecodingConfig
-from asr.errors import fail
-from asr.user_models import MODEL_HELP
+from asr.decode.config import DecodingConfig
+from asr.model.user_models import MODEL_HELP
+from asr.util.errors import fail
+from server.config import ServerConfig, make_decoder_factory
 from server.process_pool import listen, run_workers
 from server.protocol import ProtocolError
-from server.service import AsrServer, ServerConfig, loop_factory, make_decoder_factory, run_until_signalled
+from server.running import loop_factory, run_until_signalled
+from server.service import AsrServer
 from server.web import make_ssl_context
 
 
@@ -127,7 +129,7 @@ def setup_logging(level: str) -> None:
 
 def main(argv=None) -> int:
     import asr
-    from asr.checkpoint import CheckpointError
+    from asr.model.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)

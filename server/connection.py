@@ -16,16 +16,12 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, ProtocolError
-
-if TYPE_CHECKING:
-    from server.service import AsrServer
 
 log = logging.getLogger("asr.server")
 
@@ -43,7 +39,8 @@ class Closing(Exception):
 
 
 class Connection:
-    def __init__(self, app: AsrServer, ws: ServerConnection, cid: int | str):
+    def __init__(self, app, ws: ServerConnection, cid: int | str):
+        """`app`: the `server.service.AsrServer` that admitted `ws` (its config, metrics, engine worker and decoders)."""
         self.app, self.ws, self.id = app, ws, cid
         self.options = {
             "sample_rate": app.config.sample_rate,

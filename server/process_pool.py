@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from asr.atomic import atomic_open
+from asr.util.atomic import atomic_open
 
 log = logging.getLogger("asr.server")
 

@@ -29,7 +29,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 MAX_ALTERNATIVES = 20  # most alternatives a client may ask for
-DECODINGS = ("beam", "greedy")  # asr.decoding_config.METHODS, repeated so that parsing needs no torch
+DECODINGS = ("beam", "greedy")  # asr.decode.config.METHODS, repeated so that parsing needs no torch
 MAX_PHRASES = 1000  # most entries in a phrase_list
 MAX_PHRASE_CHARS = 200  # longest phrase_list entry, in characters
 

@@ -6,7 +6,8 @@ and batches the streams of all connections into each forward pass.
 Processes: one by default; `--workers N` forks N of them onto one listening
 socket (server/process_pool.py), since one process's event loop and engine share a GIL.
 Modules: connection.py (one connection), protocol.py (messages), web.py (HTTP, auth, TLS), metrics.py,
-cli.py (the `asr serve` command). This one: admission (max_connections), the HTTP routes (/healthz,
+config.py (settings, per-stream decoders), running.py (signals, a server in a thread), cli.py (the `asr
+serve` command). This one: admission (max_connections), the HTTP routes (/healthz,
 /readyz, /metrics, the browser page), wrong-token rate limiting, start / drain / shutdown, signals.
 
 Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
@@ -31,11 +32,8 @@ import json
 import logging
 import mimetypes
 import re
-import signal
-import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
@@ -44,8 +42,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from asr import __version__ as asr_version
-from asr.decoding_config import DecodingConfig
-from asr.stream import DEFAULT_CHUNK_FRAMES, BatchEngine, EndpointConfig
+from asr.stream import BatchEngine
+from server.config import ServerConfig, make_decoder_factory
 from server.connection import Connection
 from server.engine_thread import EngineWorker
 from server.metrics import Metrics
@@ -54,64 +52,6 @@ from server.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL
 from server.web import AuthFailures, authorized, http_response, make_ssl_context, static_file, text_response
 
 log = logging.getLogger("asr.server")
-STATIC_DIR = Path(__file__).parent / "static"
-
-
-@dataclass
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 2700  # 0 picks a free port
-    max_connections: int = 500
-    max_message_bytes: int = 1 << 20  # larger messages close the socket with 1009
-    idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
-    max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
-    sample_rate: int = 8000  # Hz when the client's config does not say (as vosk-server: its browser samples rely on it)
-    token: str | None = None  # bearer token clients must present (and /metrics scrapers); None: no auth
-    metrics_public: bool = False  # /metrics without the token (scrapers on a private network); /healthz always
-    certfile: str | None = None
-    keyfile: str | None = None
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES  # feature frames per model step
-    ping_interval: float | None = 20.0  # seconds
-    ping_timeout: float | None = 20.0  # seconds
-    max_queue: int = 4  # messages websockets buffers per connection before pausing the socket
-    shutdown_timeout: float = 10.0  # seconds open streams get to finish on SIGTERM
-    drain_seconds: float = 0.0  # on SIGTERM, first refuse new streams (503, /healthz 503) this long while open
-    # ones go on; then the rest get their final results (behind a load balancer: it moves new connections away)
-    trust_proxy: bool = False  # log the client address a proxy puts in X-Forwarded-For (only behind one)
-    static_dir: Path = STATIC_DIR
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # when utterances end
-
-
-def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
-    """Per-stream decoding from the server's `decoding` (default `DecodingConfig()`: beam search with the
-    general English LM) and a client's options: "decoding" ("beam" | "greedy"), phrase_list (boosted
-    hotwords, not a closed grammar as in Vosk's small models) and max_alternatives (n-best, beam search).
-    The LM is loaded here, once per process, so a mistake fails start-up and no connection waits for it."""
-    from asr.tokenizer import normalize_text
-
-    base = (decoding or DecodingConfig()).resolved()
-    base.beam_factory(tokens)
-
-    def factory(options: dict):
-        phrases = [p for p in (normalize_text(p) for p in options.get("phrase_list") or ()) if p]
-        config = base.replace(
-            method=options.get("decoding") or base.method,
-            hotwords=tuple((p, base.hotword_weight) for p in phrases),
-            nbest=max(1, options.get("max_alternatives") or 0),
-        )
-        if not config.uses_beam:
-            return None
-        made = []
-
-        def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list by the
-            if not made:  # server's decoder builder (the largest phrase_list takes 0.3-0.8 s to build)
-                made.append(config.beam_factory(tokens))
-            return made[0]()
-
-        per_stream.costly = bool(phrases)
-        return per_stream
-
-    return factory
 
 
 class AsrServer:
@@ -361,76 +301,3 @@ def forwarded_for(request: Request) -> str:
     header = ",".join(request.headers.get_all("X-Forwarded-For"))
     last = header.rsplit(",", 1)[-1].strip()
     return last if re.fullmatch(r"[0-9A-Fa-f:.\[\]]{2,64}", last) else ""
-
-
-# -- running it --------------------------------------------------------------------------
-
-
-async def run_until_signalled(app: AsrServer) -> None:
-    await app.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await app.drain()
-
-
-def loop_factory(kind: str = "auto"):
-    """uvloop's event loop factory (libuv: cheaper socket I/O per message) when installed or asked for, else asyncio's."""
-    if kind in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise ValueError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
-
-
-class BackgroundServer:
-    """An AsrServer on its own event loop in a thread (tests, benchmarks, embedding).
-
-    with BackgroundServer(model, ServerConfig(port=0)) as srv:
-        connect(srv.url)
-    """
-
-    def __init__(self, model, config: ServerConfig | None = None, **kwargs):
-        self.app = AsrServer(model, config or ServerConfig(port=0), **kwargs)
-        self.loop = loop_factory()()
-        self.thread = threading.Thread(target=self._run, name="asr-server", daemon=True)
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.app.start())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.close()
-
-    def __enter__(self) -> BackgroundServer:
-        self.thread.start()
-        self.ready.wait()
-        if self.error:
-            raise self.error
-        return self
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.app.shutdown(), self.loop).result()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.app.url

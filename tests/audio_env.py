@@ -23,11 +23,11 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.audio import load_audio
-from asr.checkpoint import save_checkpoint
-from asr.model import GRUCTC, ModelConfig
-from asr.resample import resample
-from asr.tokenizer import DEFAULT_TOKENS
+from asr.audio.files import load_audio
+from asr.audio.resample import resample
+from asr.model.checkpoint import save_checkpoint
+from asr.model.network import GRUCTC, ModelConfig
+from asr.model.tokenizer import DEFAULT_TOKENS
 
 SINK = "asrtest"  # the null sink the tests play into; its monitor is the microphone
 SINK_RATE = 44100  # Hz of the sink (and of the clips played into it, so that PulseAudio need not resample)

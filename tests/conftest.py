@@ -57,7 +57,7 @@ def random_model(seed: int, **config):
     cut or which batch a stream ran in, which is what the stream and server tests check."""
     import torch
 
-    from asr.model import GRUCTC, ModelConfig
+    from asr.model.network import GRUCTC, ModelConfig
 
     torch.manual_seed(seed)
     return GRUCTC(ModelConfig(**{"hidden_size": 48, "num_layers": 2, "conv_channels": 32, **config})).eval()

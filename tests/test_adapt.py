@@ -12,9 +12,10 @@ import torch
 from conftest import synthesize
 
 import asr
-from asr import adapt, user_models
-from asr.checkpoint import load_checkpoint
-from asr.cli import main as cli_main
+from asr.apps import adapt, adapt_clips
+from asr.apps.cli import main as cli_main
+from asr.model import user_models
+from asr.model.checkpoint import load_checkpoint
 
 SENTENCE = "zebras quietly juggle seven fuzzy kiwis"  # one sentence: the held-out clip can be learnt in seconds
 
@@ -44,19 +45,19 @@ def recordings(tmp_path):
 
 
 def test_silent_and_clipped_clips_are_refused_with_a_reason(recordings):
-    usable, refused = adapt.collect(recordings)
+    usable, refused = adapt_clips.collect(recordings)
     assert len(usable) == 6
     reasons = {clip.rsplit("/", 1)[-1]: reason for clip, reason in refused}
     assert reasons["silent.wav"].startswith("silent") and reasons["loud.wav"].startswith("clipped")
-    assert adapt.clip_problem(np.full(8000, 0.01, np.float32)) is None  # quiet speech is kept (-40 dBFS)
+    assert adapt_clips.clip_problem(np.full(8000, 0.01, np.float32)) is None  # quiet speech is kept (-40 dBFS)
 
 
 def test_split_holds_out_a_fifth_and_at_least_one():
     entries = [{"id": str(i)} for i in range(12)]
-    train, held = adapt.split(entries, seed=0)
+    train, held = adapt_clips.split(entries, seed=0)
     assert len(held) == 2 and len(train) == 10 and not {e["id"] for e in held} & {e["id"] for e in train}
-    assert len(adapt.split(entries[:5], seed=0)[1]) == 1
-    assert adapt.split(entries, seed=0) == adapt.split(entries, seed=0)
+    assert len(adapt_clips.split(entries[:5], seed=0)[1]) == 1
+    assert adapt_clips.split(entries, seed=0) == adapt_clips.split(entries, seed=0)
 
 
 def test_mix_moves_the_weights_that_fraction_of_the_way_from_the_start():
@@ -88,7 +89,7 @@ def test_adapt_from_a_folder_saves_a_named_model_every_command_takes(recordings,
 def test_adapt_that_does_not_improve_saves_nothing(recordings, tmp_path, data_home, capsys):
     """With a learning rate of 1e-12 (and the weights kept halfway back, --mix) the held-out WER cannot fall: the
     command says so and saves nothing. The clips come from a manifest this time."""
-    from asr.manifests import import_folder, write_manifest
+    from asr.train.manifests import import_folder, write_manifest
 
     write_manifest(tmp_path / "clips.jsonl", import_folder(recordings))
     argv = ["adapt", str(tmp_path / "clips.jsonl"), "--name", "same", "--minutes", "0.2", "--lr", "1e-12"]
@@ -136,14 +137,14 @@ def test_record_flow_through_a_pulseaudio_null_sink(speech_wav, tmp_path):
 
     from audio_env import SINK, SINK_RATE, padded_clip, pulseaudio
 
-    from asr.adapt_record import prompts
-    from asr.manifests import read_manifest
+    from asr.apps.adapt_record import prompts
+    from asr.train.manifests import read_manifest
 
     clip = padded_clip(speech_wav, tmp_path / "clip.wav", 0.2, 0.0, SINK_RATE)
     out = tmp_path / "takes"
     (tmp_path / "pulse").mkdir()
     with pulseaudio(tmp_path / "pulse") as env:
-        cmd = [sys.executable, "-m", "asr.cli", "adapt", "--record", "--no-train", "--prompts", "2", "--name", "t"]
+        cmd = [sys.executable, "-m", "asr.apps.cli", "adapt", "--record", "--no-train", "--prompts", "2", "--name", "t"]
         cmd += ["--out", str(out), "--device", "pulse"]
         proc = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

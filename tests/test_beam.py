@@ -1,4 +1,4 @@
-"""Beam search (asr.beam) and n-gram LM building (asr.lm) on hand-made CTC posteriors."""
+"""Beam search (asr.decode.beam) and n-gram LM building (asr.lm.arpa) on hand-made CTC posteriors."""
 
 import math
 import random
@@ -9,10 +9,10 @@ import torch
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import create_word_dict
 
-from asr.beam import BeamSearchDecoder
-from asr.decoding import FRAME_SHIFT, ctc_greedy
-from asr.lm import build_arpa, build_lexicon, char_sentence, main
-from asr.tokenizer import DEFAULT_TOKENS as TOKENS
+from asr.decode.beam import BeamSearchDecoder
+from asr.decode.greedy import FRAME_SHIFT, ctc_greedy
+from asr.lm.arpa import build_arpa, build_lexicon, char_sentence, main
+from asr.model.tokenizer import DEFAULT_TOKENS as TOKENS
 
 CORPUS = ["the cat sat on the mat", "the cat sat", "a cat sat here", "the dog sat on a log", "a dog ran"]
 WORDS = sorted({w for s in CORPUS for w in s.split()} | {"cad", "york", "yorc", "new", "is", "big"})

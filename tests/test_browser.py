@@ -37,7 +37,8 @@ from conftest import random_model
 from websockets.sync.client import connect
 
 import asr
-from server.service import BackgroundServer, ServerConfig
+from server.config import ServerConfig
+from server.running import BackgroundServer
 
 LEAD, TRAIL = 0.5, 4.0  # seconds of silence around the speech in the fake microphone's file
 STOP_AFTER_SPEECH = 1.5  # seconds after the speech ends to click Stop (well inside TRAIL)

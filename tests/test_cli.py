@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import asr
-import asr.loading
-import asr.transcription
-from asr.checkpoint import save_checkpoint
-from asr.cli import main
-from asr.model import GRUCTC, ModelConfig
-from asr.tokenizer import DEFAULT_TOKENS
+import asr.model.loading
+import asr.stream.transcription
+from asr.apps.cli import main
+from asr.model.checkpoint import save_checkpoint
+from asr.model.network import GRUCTC, ModelConfig
+from asr.model.tokenizer import DEFAULT_TOKENS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "asr.apps.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_missing_file_is_one_line_and_others_still_transcribed(tiny_checkpoint, speech_wav, tmp_path):
@@ -85,7 +85,7 @@ def test_unknown_device_is_one_line(tiny_checkpoint, speech_wav):
 
 
 def test_no_model_installed_says_so(monkeypatch, capsys, speech_wav, tmp_path):
-    monkeypatch.setattr(asr.loading, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr(asr.model.loading, "DEFAULT_MODEL", tmp_path / "absent.pt")
     assert main(["transcribe", str(speech_wav)]) == 2
     assert "no model installed" in capsys.readouterr().err
 
@@ -126,7 +126,7 @@ def test_embedded_model_transcribes_the_example_clip(default_model):
     import jiwer
 
     proc = subprocess.run(
-        [sys.executable, "-m", "asr.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
+        [sys.executable, "-m", "asr.apps.cli", "transcribe", str(REPO / "examples" / "hello.wav")],
         capture_output=True,
         text=True,
     )
@@ -153,8 +153,8 @@ def test_stream_takes_the_rates_transcribe_takes(tmp_path, speech_wav):
     """A 96 kHz and a 6 kHz file: `asr stream` resamples them itself (a live stream takes 8-48 kHz)."""
     import soundfile as sf
 
-    from asr.audio import load_audio
-    from asr.resample import resample
+    from asr.audio.files import load_audio
+    from asr.audio.resample import resample
 
     samples = load_audio(speech_wav)
     for rate in (96000, 6000):
@@ -180,9 +180,9 @@ def test_long_files_are_read_in_blocks_with_the_whole_files_result(default_model
     import numpy as np
     import soundfile as sf
 
-    from asr.audio import load_audio
-    from asr.decoding_config import DecodingConfig
-    from asr.resample import resample
+    from asr.audio.files import load_audio
+    from asr.audio.resample import resample
+    from asr.decode.config import DecodingConfig
 
     clip = resample(load_audio(REPO / "examples" / "hello.wav"), 16000, 44100)
     gap = np.zeros(44100 * 2, np.float32)
@@ -191,7 +191,7 @@ def test_long_files_are_read_in_blocks_with_the_whole_files_result(default_model
     sf.write(path, np.stack([mono, 0.5 * mono], axis=1), 44100, subtype="FLOAT")
     greedy = DecodingConfig(method="greedy")
     whole = asr.transcribe(default_model, load_audio(path), decoding=greedy)
-    monkeypatch.setattr(asr.transcription, "TRANSCRIBE_BLOCK_SECONDS", 7.0)
+    monkeypatch.setattr(asr.stream.transcription, "TRANSCRIBE_BLOCK_SECONDS", 7.0)
     blocks = asr.transcribe(default_model, path, decoding=greedy, progress=True)
     assert blocks["text"] == whole["text"] and blocks["duration"] == whole["duration"] == 70.0
     assert [(w["word"], w["start"], w["end"]) for w in blocks["words"]] == [

@@ -14,11 +14,13 @@ import soundfile as sf
 import torch
 from conftest import REPO, synthesize
 
-from asr.audio import SAMPLE_RATE, load_audio
-from asr.augment import AugmentConfig, augment_waveform, colored_noise, spec_augment
-from asr.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests, parse_weighted
-from asr.frontend import N_MELS, LogMel
-from asr.manifests import (
+from asr.audio import SAMPLE_RATE
+from asr.audio.augment import AugmentConfig, augment_waveform, colored_noise, spec_augment
+from asr.audio.files import load_audio
+from asr.audio.frontend import N_MELS, LogMel
+from asr.model.tokenizer import CharTokenizer
+from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests, parse_weighted
+from asr.train.manifests import (
     DataError,
     import_commonvoice,
     import_folder,
@@ -28,7 +30,6 @@ from asr.manifests import (
     read_manifest,
     write_manifest,
 )
-from asr.tokenizer import CharTokenizer
 
 SENTENCES = ["The cat sat on the mat.", "A dog ran in the park!", "Open the door, please.", "It is 42 degrees."]
 
@@ -227,7 +228,7 @@ def test_cli_writes_manifest_and_reports_errors_in_one_line(tmp_path, wavs, caps
     err = capsys.readouterr().err
     assert "no such directory" in err and len(err.strip().splitlines()) == 1
     proc = subprocess.run(
-        [sys.executable, "-m", "asr.manifests", "commonvoice", str(tmp_path / "c"), str(tmp_path / "y.jsonl")],
+        [sys.executable, "-m", "asr.train.manifests", "commonvoice", str(tmp_path / "c"), str(tmp_path / "y.jsonl")],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -1,4 +1,4 @@
-"""The default English LM: the sphinx trie reader (asr.sphinx_lm), its cache (asr.default_lm), DecodingConfig."""
+"""The default English LM: the sphinx trie reader (asr.lm.sphinx), its cache (asr.lm.default), DecodingConfig."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from asr import default_lm
-from asr.decoding import ctc_greedy
-from asr.decoding_config import DecodingConfig
-from asr.lm import build_arpa, estimate
-from asr.sphinx_lm import LOG10_BASE, SphinxLM, SphinxLMError
-from asr.tokenizer import DEFAULT_TOKENS as TOKENS
+from asr.decode.config import DecodingConfig
+from asr.decode.greedy import ctc_greedy
+from asr.lm import default as default_lm
+from asr.lm.arpa import build_arpa, estimate
+from asr.lm.sphinx import LOG10_BASE, SphinxLM, SphinxLMError
+from asr.model.tokenizer import DEFAULT_TOKENS as TOKENS
 from tests.test_beam import sentence
 
 pocketsphinx = pytest.importorskip("pocketsphinx", reason="pocketsphinx (a dependency) is not installed")
@@ -29,7 +29,7 @@ CORPUS = [
 
 @pytest.fixture(scope="module")
 def tiny_bin(tmp_path_factory):
-    """A sphinx trie model written by pocketsphinx itself from an ARPA file that asr.lm estimated."""
+    """A sphinx trie model written by pocketsphinx itself from an ARPA file that asr.lm.arpa estimated."""
     folder = tmp_path_factory.mktemp("sphinx")
     build_arpa(CORPUS, folder / "tiny.arpa", order=3)
     model = pocketsphinx.NGramModel(pocketsphinx.Config(), pocketsphinx.LogMath(), str(folder / "tiny.arpa"))
@@ -243,7 +243,7 @@ def test_command_line_options_and_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="bad hotword weight 'abc'"):
         DecodingConfig.from_args(parser.parse_args(["--hotword", "quick:abc"]))
 
-    run = [sys.executable, "-m", "asr.cli"]
+    run = [sys.executable, "-m", "asr.apps.cli"]
     out = subprocess.run([*run, "lm", "info"], capture_output=True, text=True)
     assert out.returncode == 0 and "en-us.lm.bin" in out.stdout and "beam 64" in out.stdout
     for bad, message in [
@@ -257,7 +257,7 @@ def test_command_line_options_and_one_line_errors(tmp_path):
 
 
 def test_lexicon_free_decoding_with_a_character_lm(tmp_path):
-    from asr.lm import char_sentence
+    from asr.lm.arpa import char_sentence
 
     chars = build_arpa([char_sentence(s) for s in CORPUS], tmp_path / "chars.arpa", order=4)
     config = DecodingConfig(lm=str(chars), lexicon="free", lm_weight=1.0)

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import asr
-from asr.audio import load_audio
-from asr.checkpoint import CheckpointError, save_checkpoint
-from asr.cli import main as cli_main
-from asr.export import export_onnx, export_torchscript
-from asr.loading import load_model
-from asr.model import GRUCTC, ModelConfig, StreamingModel
+from asr.apps.cli import main as cli_main
+from asr.audio.files import load_audio
+from asr.model.checkpoint import CheckpointError, save_checkpoint
+from asr.model.export import export_onnx, export_torchscript
+from asr.model.loading import load_model
+from asr.model.network import GRUCTC, ModelConfig, StreamingModel
+from asr.model.tokenizer import DEFAULT_TOKENS
 from asr.stream import EndpointConfig, Recognizer
-from asr.tokenizer import DEFAULT_TOKENS
 
 CHUNKS = (16, 7, 1, 9, 32, 3, 12)  # feature frames per step: multiples of 4 and leftovers
 FP32_TOLERANCE = 1e-4
@@ -128,7 +128,7 @@ def test_transcribe_accepts_an_onnx_model(model, exported, speech_wav):
 
 
 def test_onnx_threads_option(exported):
-    from asr.onnx_backend import OnnxModel
+    from asr.model.backends import OnnxModel
 
     one = OnnxModel(exported["onnx", False], threads=1)
     assert max_step_difference(load_model(exported["onnx", False]), one) == 0
@@ -173,10 +173,10 @@ def test_load_model_and_cli_take_exported_files(tmp_path, speech_wav):
     import sys
 
     import asr
-    from asr.checkpoint import save_checkpoint
-    from asr.export import export_onnx
-    from asr.model import GRUCTC, ModelConfig
-    from asr.tokenizer import DEFAULT_TOKENS
+    from asr.model.checkpoint import save_checkpoint
+    from asr.model.export import export_onnx
+    from asr.model.network import GRUCTC, ModelConfig
+    from asr.model.tokenizer import DEFAULT_TOKENS
 
     torch.manual_seed(0)
     model = GRUCTC(ModelConfig(hidden_size=32, num_layers=1, conv_channels=16)).eval()
@@ -186,7 +186,7 @@ def test_load_model_and_cli_take_exported_files(tmp_path, speech_wav):
     expected = asr.transcribe(asr.load_model(bundle, device="cpu"), speech_wav)["text"]
     assert asr.transcribe(asr.load_model(tmp_path / "m.onnx"), speech_wav)["text"] == expected
     proc = subprocess.run(
-        [sys.executable, "-m", "asr.cli", "transcribe", "--model", str(tmp_path / "m.onnx"), str(speech_wav)],
+        [sys.executable, "-m", "asr.apps.cli", "transcribe", "--model", str(tmp_path / "m.onnx"), str(speech_wav)],
         capture_output=True,
         text=True,
     )

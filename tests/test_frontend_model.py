@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.frontend import HOP_LENGTH, N_FFT, N_MELS, LogMel, MelStream, num_frames
-from asr.model import GRUCTC, ModelConfig
+from asr.audio import SAMPLE_RATE, AudioError
+from asr.audio.files import load_audio
+from asr.audio.frontend import HOP_LENGTH, N_FFT, N_MELS, LogMel, MelStream, num_frames
+from asr.model.network import GRUCTC, ModelConfig
 
 LOGMEL = LogMel()
 SIGNAL = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 2).astype(np.float32) * 0.1

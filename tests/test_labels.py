@@ -154,8 +154,8 @@ def test_teacher_packs_short_clips_and_gives_each_its_own_words(tmp_path):
     from conftest import synthesize
     from teacher import Teacher
 
-    from asr.audio import load_audio
-    from asr.tokenizer import normalize_text
+    from asr.audio.files import load_audio
+    from asr.model.tokenizer import normalize_text
 
     texts = ["the bridge is open today", "the train leaves at noon", "please close the window"]
     clips = [load_audio(synthesize(t, tmp_path / f"{i}.wav", speed=140)) for i, t in enumerate(texts)]

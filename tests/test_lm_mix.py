@@ -1,4 +1,4 @@
-"""asr.lm_mix: two ARPA models interpolated into one, read back by KenLM and used in beam search."""
+"""asr.lm.mix: two ARPA models interpolated into one, read back by KenLM and used in beam search."""
 
 import math
 
@@ -8,10 +8,10 @@ from flashlight.lib.text.dictionary import create_word_dict
 from test_beam import CORPUS as CATS
 from test_beam import WORDS, best, cat_or_cad
 
-from asr.beam import BeamSearchDecoder
-from asr.lm import BOS, build_arpa, estimate, write_arpa
-from asr.lm_mix import ArpaError, main, mix, prob, read_arpa
-from asr.tokenizer import DEFAULT_TOKENS as TOKENS
+from asr.decode.beam import BeamSearchDecoder
+from asr.lm.arpa import BOS, build_arpa, estimate, write_arpa
+from asr.lm.mix import ArpaError, main, mix, prob, read_arpa
+from asr.model.tokenizer import DEFAULT_TOKENS as TOKENS
 
 CADS = ["the cad sat", "a cad ran here", "the cad is big", "new york is big"]
 

@@ -28,7 +28,7 @@ import soundfile as sf
 from audio_env import SINK, SINK_RATE, cer, model_path, padded_clip, pulseaudio, reference_transcript
 
 import asr
-from asr.cli import main
+from asr.apps.cli import main
 
 MAX_CER = 0.2  # live vs offline transcript of the same clip (see the module docstring)
 MIN_SNR = 20.0  # dB: the recording must carry the clip nearly unchanged
@@ -51,7 +51,7 @@ def test_missing_portaudio_is_one_line(monkeypatch, capsys):
 
 
 def test_no_input_device_is_one_line(monkeypatch, capsys):
-    from asr import mic
+    from asr.apps import mic
 
     class NoDevices:
         class default:
@@ -100,7 +100,7 @@ def run_mic(env, clip, *args, sigint_after: float | None = None) -> tuple[list[d
 
     With `sigint_after`, Ctrl-C it that many seconds after the clip ended.
     """
-    cmd = [sys.executable, "-m", "asr.cli", "mic", "--device", "pulse", "--json", *map(str, args)]
+    cmd = [sys.executable, "-m", "asr.apps.cli", "mic", "--device", "pulse", "--json", *map(str, args)]
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
         listening, err = threading.Event(), []
@@ -148,7 +148,8 @@ def test_live_mic_with_local_model_matches_offline(pulse, model_file, clip, tmp_
 
 @pytest.mark.slow
 def test_live_mic_against_server_until_ctrl_c(pulse, model_file, clip, tmp_path):
-    from server.service import BackgroundServer, ServerConfig
+    from server.config import ServerConfig
+    from server.running import BackgroundServer
 
     model = asr.load_model(model_file, device="cpu")
     captured = tmp_path / "captured.wav"

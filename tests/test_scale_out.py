@@ -41,7 +41,7 @@ BEARER = {"Authorization": "Bearer s3cret"}
 @pytest.fixture(scope="module")
 def clips(shared_data) -> list[bytes]:
     """Ten real read-English clips as 16 kHz int16 PCM."""
-    from asr.audio import load_audio
+    from asr.audio.files import load_audio
 
     paths = sorted((shared_data / "real_en" / "audio").glob("*"))[:10]
     if not paths:
@@ -53,7 +53,7 @@ class Replica:
     def __init__(self, folder: Path, name: str, *options: str):
         self.name, self.port = name, free_port()
         self.log_path = folder / f"replica_{name}.log"
-        cmd = [sys.executable, "-m", "asr.cli", "serve", "--port", str(self.port), "--decoding", "greedy"]
+        cmd = [sys.executable, "-m", "asr.apps.cli", "serve", "--port", str(self.port), "--decoding", "greedy"]
         cmd += ["--sample-rate", "16000", "--trust-proxy", "--threads", "1", *options]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.log = open(self.log_path, "w")

@@ -24,13 +24,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import asr
-from asr.audio import load_audio
-from asr.checkpoint import save_checkpoint
-from asr.decoding_config import DecodingConfig
+from asr.audio.files import load_audio
+from asr.decode.config import DecodingConfig
+from asr.model.checkpoint import save_checkpoint
 from asr.stream import EndpointConfig, Recognizer
 from server import protocol
 from server.cli import main
-from server.service import BackgroundServer, ServerConfig
+from server.config import ServerConfig
+from server.running import BackgroundServer
 from server.web import static_file
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -490,7 +491,7 @@ def start_subprocess_server(checkpoint, log, log_path, *options):
     cmd = [
         sys.executable,
         "-m",
-        "asr.cli",
+        "asr.apps.cli",
         "serve",
         "--model",
         str(checkpoint),

@@ -18,8 +18,9 @@ from websockets.exceptions import ConnectionClosed
 
 from asr.stream import EndpointConfig, Recognizer
 from server import protocol
+from server.config import ServerConfig
 from server.protocol import Config, Eof, ProtocolError, Reset
-from server.service import BackgroundServer, ServerConfig
+from server.running import BackgroundServer
 
 ENDPOINT = EndpointConfig(silence_no_speech=0.8, silence_after_speech=0.4, max_utterance=1.2, max_utterance_grace=0.2)
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -210,7 +211,7 @@ def test_parse_text_errors(name):
 def test_the_protocol_parses_without_torch():
     """A client or proxy that only parses the protocol (and `import asr`) does not load torch."""
     code = (
-        "import sys, asr, server.protocol as p; p.parse_text('{\"config\": {\"sample_rate\": 8000}}');"
+        'import sys, asr, server.protocol as p; p.parse_text(\'{"config": {"sample_rate": 8000}}\');'
         " print(sorted(m for m in ('torch', 'torchaudio', 'soundfile') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -8,14 +8,15 @@ import torch
 from conftest import random_model
 
 import asr
-from asr.audio import SAMPLE_RATE, TAIL_PADDING, load_audio, pad_tail
-from asr.decoding import BLANK, ctc_greedy
-from asr.decoding_config import DecodingConfig
-from asr.frontend import HOP_LENGTH, LogMel, num_frames
-from asr.model import GRUCTC, ModelConfig
-from asr.resample import resample
+from asr.audio import SAMPLE_RATE, TAIL_PADDING, pad_tail
+from asr.audio.files import load_audio
+from asr.audio.frontend import HOP_LENGTH, LogMel, num_frames
+from asr.audio.resample import resample
+from asr.decode.config import DecodingConfig
+from asr.decode.greedy import BLANK, ctc_greedy
+from asr.model.network import GRUCTC, ModelConfig
+from asr.model.tokenizer import DEFAULT_TOKENS
 from asr.stream import BatchEngine, EndpointConfig, Recognizer, Stream
-from asr.tokenizer import DEFAULT_TOKENS
 
 NO_ENDPOINTS = EndpointConfig(enabled=False)
 GREEDY = DecodingConfig(method="greedy")
@@ -319,7 +320,7 @@ def test_reset_forgets_the_utterance(model, clip):
 
 
 def test_beam_search_in_the_recognizer_equals_whole_utterance_beam(model, clip, rng):
-    from asr.beam import BeamSearchDecoder, beam_factory_from_options
+    from asr.decode.beam import BeamSearchDecoder, beam_factory_from_options
 
     with torch.inference_mode():
         feats = LogMel()(torch.from_numpy(pad_tail(to_pcm_float(clip))))  # a final result decodes the padding too

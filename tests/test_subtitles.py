@@ -1,11 +1,11 @@
-"""Subtitles from word times (asr.subtitles) and `asr transcribe --format/--output-dir`."""
+"""Subtitles from word times (asr.apps.subtitles) and `asr transcribe --format/--output-dir`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from asr.subtitles import cues, lines, to_srt, to_vtt
+from asr.apps.subtitles import cues, lines, to_srt, to_vtt
 
 
 def words(*items):
@@ -38,7 +38,7 @@ def test_srt_and_vtt_layout():
 def test_transcribe_writes_each_format_into_the_output_dir(tmp_path, speech_wav):
     folder = tmp_path / "out"
     for fmt in ("srt", "vtt", "json", "txt"):
-        cmd = [sys.executable, "-m", "asr.cli", "transcribe", "--decoding", "greedy", "--format", fmt]
+        cmd = [sys.executable, "-m", "asr.apps.cli", "transcribe", "--decoding", "greedy", "--format", fmt]
         proc = subprocess.run([*cmd, "--output-dir", str(folder), str(speech_wav)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(folder / f"{speech_wav.stem}.{fmt}")
@@ -53,7 +53,7 @@ def test_transcribe_writes_each_format_into_the_output_dir(tmp_path, speech_wav)
     )
     (tmp_path / "file").write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "asr.cli", "transcribe", "--output-dir", str(tmp_path / "file"), str(speech_wav)],
+        [sys.executable, "-m", "asr.apps.cli", "transcribe", "--output-dir", str(tmp_path / "file"), str(speech_wav)],
         capture_output=True,
         text=True,
     )

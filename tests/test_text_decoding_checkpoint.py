@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from asr.checkpoint import VERSION, CheckpointError, load_checkpoint, read_bundle, save_checkpoint
-from asr.decoding import BLANK, FRAME_SHIFT, GreedyDecoder, clip_word_times, ctc_greedy
-from asr.model import GRUCTC, ModelConfig
-from asr.tokenizer import DEFAULT_TOKENS, CharTokenizer, normalize_text, number_to_words
+from asr.decode.greedy import BLANK, FRAME_SHIFT, GreedyDecoder, clip_word_times, ctc_greedy
+from asr.model.checkpoint import VERSION, CheckpointError, load_checkpoint, read_bundle, save_checkpoint
+from asr.model.network import GRUCTC, ModelConfig
+from asr.model.tokenizer import DEFAULT_TOKENS, CharTokenizer, normalize_text, number_to_words
 
 TOKENS = DEFAULT_TOKENS
 

@@ -1,4 +1,4 @@
-"""Tiny real training runs through asr.train.main: end to end, overfitting, resume, DDP, evaluation."""
+"""Tiny real training runs through asr.train.cli.main: end to end, overfitting, resume, DDP, evaluation."""
 
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ import soundfile as sf
 import torch
 from conftest import REPO, synthesize
 
-from asr import evaluate, load_model, train
-from asr.audio import load_audio
-from asr.checkpoint import load_checkpoint
-from asr.frontend import LogMel
-from asr.manifests import read_manifest, write_manifest
+from asr import load_model
+from asr.apps import evaluate
+from asr.audio.files import load_audio
+from asr.audio.frontend import LogMel
+from asr.model.checkpoint import load_checkpoint
+from asr.train import cli as train
+from asr.train import options, runtime, validation
+from asr.train.manifests import read_manifest, write_manifest
+from asr.train.trainer import Trainer
 
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "open the door please", "we like green apples"]
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--conv-channels", "32", "--num-workers", "0", "--threads", "1"]
@@ -189,10 +193,10 @@ def test_init_fine_tunes_from_a_model(corpus, tmp_path):
     assert model.config == start.config  # the --init model's architecture, not --hidden-size 48
     assert torch.equal(model.feat_mean, start.feat_mean) and torch.equal(model.feat_std, start.feat_std)
     assert not torch.equal(model.output.weight, start.output.weight)
-    trainer = train.Trainer(train.parse_args(_args(corpus, tmp_path / "fresh", "--init", str(base / "model.pt"))))
+    trainer = Trainer(options.parse_args(_args(corpus, tmp_path / "fresh", "--init", str(base / "model.pt"))))
     for (name, x), y in zip(trainer.model.state_dict().items(), start.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
-    embedded = train.Trainer(train.parse_args(_args(corpus, tmp_path / "embedded", "--init", "default")))
+    embedded = Trainer(options.parse_args(_args(corpus, tmp_path / "embedded", "--init", "default")))
     assert embedded.model.config == load_model(device="cpu").config
 
 
@@ -201,8 +205,8 @@ def test_init_adds_a_lookahead_to_a_model_without_one(corpus, tmp_path):
     base = tmp_path / "base"
     assert train.main(_args(corpus, base, "--max-steps", "2")) == 0
     start = load_checkpoint(base / "model.pt")
-    trainer = train.Trainer(
-        train.parse_args(_args(corpus, tmp_path / "late", "--init", str(base / "model.pt"), "--lookahead", "2"))
+    trainer = Trainer(
+        options.parse_args(_args(corpus, tmp_path / "late", "--init", str(base / "model.pt"), "--lookahead", "2"))
     )
     model = trainer.model
     assert model.config.lookahead == 2 and model.config.hidden_size == start.config.hidden_size
@@ -235,7 +239,7 @@ def test_freeze_l2_init_and_kl_init_keep_the_model_near_its_start(corpus, tmp_pa
         feats = LogMel()(torch.from_numpy(load_audio(read_manifest(corpus)[0]["audio"])))[None]
         lens = torch.tensor([feats.shape[1]])
         with torch.no_grad():
-            return float(train.frame_kl(start(feats, lens)[0], model(feats, lens)[0], lens // 4))
+            return float(validation.frame_kl(start(feats, lens)[0], model(feats, lens)[0], lens // 4))
 
     assert train.main(_args(corpus, tmp_path / "free", *fast)) == 0
     assert train.main(_args(corpus, tmp_path / "pulled", *fast, "--l2-init", "100")) == 0
@@ -293,15 +297,15 @@ def test_init_errors_are_one_line(corpus, tmp_path, capsys):
 def test_config_file_and_cli_override(tmp_path, corpus):
     config = tmp_path / "conf.json"
     config.write_text(json.dumps({"train": [str(corpus)], "out": "x", "hidden_size": 48, "lr": 0.01}))
-    args = train.parse_args(["--config", str(config), "--lr", "0.002"])
+    args = options.parse_args(["--config", str(config), "--lr", "0.002"])
     assert (args.hidden_size, args.lr, args.train, args.out) == (48, 0.002, [str(corpus)], "x")
     config.write_text(json.dumps({"hiden_size": 48}))
     with pytest.raises(SystemExit):
-        train.parse_args(["--config", str(config), "--train", "a", "--out", "b"])
+        options.parse_args(["--config", str(config), "--train", "a", "--out", "b"])
 
 
 def test_lr_schedule_warmup_then_cosine():
-    f = train.lr_lambda(warmup=10, total=110, min_ratio=0.1)
+    f = runtime.lr_lambda(warmup=10, total=110, min_ratio=0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
 
@@ -314,14 +318,14 @@ def test_missing_manifest_is_one_line_error(tmp_path, capsys):
 
 def test_speed_options_reach_the_augmentation(tmp_path):
     base = ["--train", "a", "--out", "b"]
-    default = train.augment_config(train.parse_args(base + ["--augment-scale", "0.5"]))
+    default = options.augment_config(options.parse_args(base + ["--augment-scale", "0.5"]))
     assert default.speeds == (0.9, 1.0, 1.1) and default.speed_prob == pytest.approx(0.3)
     config = tmp_path / "conf.json"
     config.write_text(json.dumps({"augment_scale": 0.5, "speed_prob": 0.8, "speeds": [0.85, 1.0, 1.15]}))
-    wide = train.augment_config(train.parse_args(["--config", str(config)] + base))
+    wide = options.augment_config(options.parse_args(["--config", str(config)] + base))
     assert wide.speeds == (0.85, 1.0, 1.15) and wide.speed_prob == 0.8 and wide.noise_prob == default.noise_prob
-    padded = train.augment_config(train.parse_args(base + ["--pad-prob", "0.4"]))
+    padded = options.augment_config(options.parse_args(base + ["--pad-prob", "0.4"]))
     assert default.pad_prob == 0 and padded.pad_prob == 0.4
     for bad in (["--speeds", "0.1"], ["--speed-prob", "1.5"], ["--pad-prob", "-1"]):
         with pytest.raises(SystemExit):
-            train.parse_args(base + bad)
+            options.parse_args(base + bad)

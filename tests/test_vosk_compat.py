@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 
 from asr.compat.vosk import KaldiRecognizer, Model
-from asr.decoding_config import DecodingConfig
+from asr.decode.config import DecodingConfig
 from asr.stream import Recognizer
 
 # As vosk-api's python/example/test_simple.py is written, with only the import changed.

@@ -64,7 +64,7 @@ class KaldiRecognizer:
         self._rec = self._new()
 
     def _new(self):
-        from asr.decoding_config import DecodingConfig
+        from asr.decode.config import DecodingConfig
         from asr.stream import Recognizer
 
         decoding = DecodingConfig(hotwords=self._hotwords, nbest=max(1, self._alternatives))
@@ -140,8 +140,8 @@ class KaldiRecognizer:
 
 def _grammar(grammar: str) -> tuple[tuple[str, float], ...]:
     """Vosk's grammar (a JSON list of phrases) -> hotwords; "[unk]" (Vosk's filler) is left out."""
-    from asr.decoding_config import DEFAULT_HOTWORD_WEIGHT
-    from asr.tokenizer import normalize_text
+    from asr.decode.config import DEFAULT_HOTWORD_WEIGHT
+    from asr.model.tokenizer import normalize_text
 
     try:
         phrases = json.loads(grammar)

@@ -46,7 +46,7 @@ if run_stage 1 "manifests from $CORPUS"; then
   [ -n "$CORPUS" ] && [ -d "$CORPUS" ] || { echo "error: set CORPUS to a Common Voice language folder (got '$CORPUS')" >&2; exit 1; }
   for split in train dev test; do
     if [ -f "$CORPUS/$split.tsv" ]; then
-      $PYTHON -m asr.manifests commonvoice "$CORPUS" "$WORK/manifests/$split.jsonl" --tsv "$split.tsv"
+      $PYTHON -m asr.train.manifests commonvoice "$CORPUS" "$WORK/manifests/$split.jsonl" --tsv "$split.tsv"
     else
       echo "  no $CORPUS/$split.tsv: skipped"
     fi

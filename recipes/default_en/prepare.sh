@@ -121,15 +121,15 @@ evaluate() {
       beam) opts="--beam-size 16 --lm $WORK/lm.arpa --lm-weight 1.5" ;;
       default) opts="" ;;
     esac
-    $PYTHON -m asr.evaluate $sets --model "$model" --report "$WORK/${tag}_$decoding.tsv" $opts | tee "$WORK/${tag}_$decoding.txt"
+    $PYTHON -m asr.apps.evaluate $sets --model "$model" --report "$WORK/${tag}_$decoding.tsv" $opts | tee "$WORK/${tag}_$decoding.txt"
   done
 }
 
 # export MODEL: the shipped model, plus ONNX and int8 TorchScript exports beside it
 export_model() {
   cp "$1" "$WORK/default_en.pt"
-  $PYTHON -m asr.cli export --format onnx --model "$WORK/default_en.pt" --out "$WORK/default_en.onnx"
-  $PYTHON -m asr.cli export --format torchscript --int8 --model "$WORK/default_en.pt" --out "$WORK/default_en.int8.ts"
+  $PYTHON -m asr.apps.cli export --format onnx --model "$WORK/default_en.pt" --out "$WORK/default_en.onnx"
+  $PYTHON -m asr.apps.cli export --format torchscript --int8 --model "$WORK/default_en.pt" --out "$WORK/default_en.int8.ts"
   echo "to ship it: cp $WORK/default_en.pt asr/assets/default_en.pt"
 }
 

@@ -53,7 +53,7 @@ if run_stage 1 "manifests from $CORPUS"; then
   found=0
   for split in $SPLITS; do
     [ -d "$CORPUS/$split" ] || continue
-    $PYTHON -m asr.manifests librispeech "$CORPUS/$split" "$WORK/manifests/$split.jsonl"
+    $PYTHON -m asr.train.manifests librispeech "$CORPUS/$split" "$WORK/manifests/$split.jsonl"
     found=1
   done
   [ $found = 1 ] || { echo "error: no LibriSpeech split ($SPLITS) under $CORPUS" >&2; exit 1; }

@@ -45,7 +45,7 @@ def read_transcripts(path: Path) -> list[tuple[str, str]]:
 
 
 def spoken(text: str) -> str:
-    from asr.tokenizer import normalize_text
+    from asr.model.tokenizer import normalize_text
 
     for symbol, words in SPOKEN_SYMBOLS.items():
         text = text.replace(symbol, words)

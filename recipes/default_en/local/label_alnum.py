@@ -32,7 +32,7 @@ from pathlib import Path
 
 from teacher import read_cache
 
-from asr.tokenizer import normalize_text
+from asr.model.tokenizer import normalize_text
 
 DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
 DIGIT_WORDS |= {"six": "6", "seven": "7", "eight": "8", "nine": "9"}

@@ -3,7 +3,7 @@
 
 The Whisper teacher (teacher.py, packed: many short clips share a 30 s window) transcribes every clip listed in
 a clips TSV (columns id, duration, audio relative to the TSV; sky_speech.py writes one). A clip's label is the
-transcript in our spoken forms (asr.tokenizer.normalize_text), kept only when `refusal()` finds nothing wrong:
+transcript in our spoken forms (asr.model.tokenizer.normalize_text), kept only when `refusal()` finds nothing wrong:
 - the teacher heard words at all (its no-speech probability is not used: packed, it belongs to the whole 30 s
   window, which starts with silence, not to one clip);
 - its mean log word probability is at least MIN_LOGPROB (calibrated on clips with exact labels: Flight of
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from teacher import read_cache
 
-from asr.tokenizer import normalize_text
+from asr.model.tokenizer import normalize_text
 
 MIN_LOGPROB = -0.2  # Queen calibration (300 clips): teacher WER 3.0% at >= -0.1, 8.8% in [-0.2, -0.1), 18.9% below
 MAX_COMPRESSION = 2.4
@@ -65,7 +65,7 @@ def transcribe(clips: list[tuple[str, Path]], work: Path, cache_path: Path) -> d
     from teacher import Teacher
     from tqdm import tqdm
 
-    from asr.audio import load_audio
+    from asr.audio.files import load_audio
 
     teacher = Teacher(work / "teacher")
     cache_path.parent.mkdir(parents=True, exist_ok=True)

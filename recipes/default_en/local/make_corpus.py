@@ -7,7 +7,7 @@ Sources: fortune files (/usr/share/games/fortunes), WordNet gloss examples
 sentences in the style of children's / ESL read speech. Missing sources are
 skipped with a note.
 
-Sentences are normalised with asr.tokenizer.normalize_text, kept at 2-20 words,
+Sentences are normalised with asr.model.tokenizer.normalize_text, kept at 2-20 words,
 deduplicated, and dropped when they look odd (urls, code, abbreviations, more
 than one word outside /usr/share/dict/words).
 
@@ -29,7 +29,7 @@ import re
 import sys
 from pathlib import Path
 
-from asr.tokenizer import normalize_text, number_to_words
+from asr.model.tokenizer import normalize_text, number_to_words
 
 FORTUNES = Path("/usr/share/games/fortunes")
 WORDNET = Path("/usr/share/wordnet")

@@ -20,7 +20,7 @@ evaluate_probes() {
     for decoding in greedy default; do
       opts=$([ "$decoding" = greedy ] && echo "--decoding greedy" || true)
       # shellcheck disable=SC2086  # sets and opts are word lists
-      $PYTHON -m asr.evaluate $sets --model "$P/$name/best.pt" $opts --report "$P/${name}_$decoding.tsv" \
+      $PYTHON -m asr.apps.evaluate $sets --model "$P/$name/best.pt" $opts --report "$P/${name}_$decoding.tsv" \
         | tee "$P/${name}_$decoding.txt"
     done
   done

@@ -168,7 +168,7 @@ def refusal(text: str, label: str) -> str:
 
 def spoken(text: str) -> str:
     """The label: normalize_text of the words ("&#($!!" is a bleeped oath, not "and")."""
-    from asr.tokenizer import normalize_text
+    from asr.model.tokenizer import normalize_text
 
     words = [w for w in text.split() if w == "&" or any(c.isalnum() for c in w)]
     return normalize_text(" ".join(words))

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from asr.tokenizer import normalize_text
+from asr.model.tokenizer import normalize_text
 
 # speechocean762 validation speakers: two per cell of child (< 16 years) / adult x female / male,
 # taken from meta/train/spk2age and spk2gender, spread over the speaker ids.

@@ -43,7 +43,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from asr.audio import SAMPLE_RATE, load_audio
+from asr.audio import SAMPLE_RATE
+from asr.audio.files import load_audio
 
 HELD_OUT = {"flite": "rms", "dialect": "en-029", "variant": "f4"}
 # Variants that are not speech-like enough to train on (whisper, effects, speed test).

@@ -1,0 +1,130 @@
+"""Word and character error rates of a model over manifests, with a per-utterance report.
+
+    asr eval data/dev.jsonl data/test.jsonl --model exp/run1/best.pt --report errors.tsv
+
+Each whole utterance, followed by the tail padding a stream's final result gets (`asr.audio.pad_tail`),
+is decoded as `asr.DecodingConfig` says: by default beam search with the general English LM, or
+`--decoding greedy`, or another `--lm` (KenLM/ARPA word model) and weights. Utterances are
+batched by length: the model is causal, so padding after an utterance's end does not change its first
+out_len output frames.
+The report is tab-separated: manifest, id, ref, hyp, errors (word substitutions + deletions +
+insertions), words (reference length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+import asr
+from asr.audio import AudioError, pad_tail
+from asr.audio.files import load_audio
+from asr.audio.frontend import LogMel
+from asr.decode.config import DecodingConfig
+from asr.decode.greedy import ctc_greedy
+from asr.model.checkpoint import CheckpointError
+from asr.model.tokenizer import normalize_text
+from asr.model.user_models import MODEL_HELP
+from asr.train.manifests import DataError, read_manifest
+
+BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr eval", description="WER/CER of a model over JSONL manifests.")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--report", help="write a per-utterance TSV report here")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")
+    DecodingConfig.add_arguments(p, hotwords=False)
+    return p
+
+
+def _batches(entries, batch_seconds: float):
+    """Entries sorted by duration, cut into batches of at most batch_seconds padded audio."""
+    batch = []
+    for e in sorted(entries, key=lambda e: e["duration"]):
+        if batch and e["duration"] * (len(batch) + 1) > batch_seconds:
+            yield batch
+            batch = []
+        batch.append(e)
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def transcribe_entries(model, entries, device="cpu", batch_seconds: float = BATCH_SECONDS, progress=None, beam=None):
+    """[(entry, hypothesis text)] for the readable entries of a manifest; `beam`: a BeamSearchDecoder or None."""
+    logmel = LogMel()
+    results = []
+    for batch in _batches(entries, batch_seconds):
+        feats, kept = [], []
+        for e in batch:
+            try:
+                feats.append(logmel(torch.from_numpy(pad_tail(load_audio(e["audio"])))))
+                kept.append(e)
+            except AudioError as exc:
+                warnings.warn(f"skipped {e['id']}: {exc}", stacklevel=2)
+        if progress is not None:
+            progress.update(len(batch))
+        if not kept:
+            continue
+        lens = torch.tensor([f.shape[0] for f in feats], device=device)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        log_probs, out_lens = model(padded, lens)
+        for e, lp, n in zip(kept, log_probs.float().cpu(), out_lens.tolist(), strict=True):
+            text = beam.decode(lp[:n])[0]["text"] if beam else ctc_greedy(lp[:n], model.tokens)[0]
+            results.append((e, text))
+    return results
+
+
+def main(argv=None) -> int:
+    import jiwer
+    from tqdm import tqdm
+
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *rest, **kw: f"warning: {message}\n"
+    try:
+        if args.batch_seconds <= 0:
+            raise ValueError(f"--batch-seconds must be positive, not {args.batch_seconds:g}")
+        decoding = DecodingConfig.from_args(args)
+        model = asr.load_model(args.model, device=args.device)
+        sets = [(m, read_manifest(m)) for m in args.manifests]
+        factory = decoding.beam_factory(model.tokens)
+        beam = factory() if factory else None
+    except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
+        print(f"asr eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
+    rows, failed = [], False
+    for path, entries in sets:
+        with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
+            results = transcribe_entries(model, entries, args.device, args.batch_seconds, bar, beam)
+        if not results:
+            print(f"asr eval: error: {path}: no usable utterances", file=sys.stderr)
+            failed = True
+            continue
+        refs = [normalize_text(e["text"]) for e, _ in results]
+        hyps = [h for _, h in results]
+        for (e, hyp), ref in zip(results, refs, strict=True):
+            out = jiwer.process_words(ref, hyp)
+            errors = out.substitutions + out.deletions + out.insertions
+            rows.append((path, e["id"], ref, hyp, errors, len(ref.split())))
+        wer, cer = jiwer.wer(refs, hyps), jiwer.cer(refs, hyps)
+        print(f"{path}: WER {wer:.2%} CER {cer:.2%} ({len(results)} utterances)")
+    if args.report:
+        with open(args.report, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(["manifest", "id", "ref", "hyp", "errors", "words"])
+            writer.writerows(rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""A run's log (OUT/log.jsonl, one JSON object per line) and its curve (OUT/curve.png)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from asr.util.atomic import atomic_open
+
+
+def append_log(out: Path, record: dict) -> None:
+    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot_curve(out: Path) -> None:
+    """OUT/curve.png from OUT/log.jsonl: training loss and valid WER against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, valid = [], {}
+    log = out / "log.jsonl"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        r = json.loads(line)
+        if "valid" in r:
+            valid.setdefault(r["valid"], []).append((r["step"], r["wer"]))
+        else:
+            train.append((r["step"], r["loss"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), color="tab:blue", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("CTC loss", color="tab:blue")
+    if valid:
+        ax2 = ax.twinx()
+        for name, points in valid.items():
+            ax2.plot(*zip(*points, strict=True), "o-", label=f"WER {Path(name).stem}")
+        ax2.set_ylabel("valid WER")
+        ax2.legend(loc="upper right")
+    fig.tight_layout()
+    with atomic_open(out / "curve.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,200 @@
+"""Training data pipeline: weighted mixing of manifests, the Dataset, the length-bucketing batch sampler,
+collation, and feature statistics.
+
+Legend: B = batch, T = feature frames, F = mel bins, S = target tokens.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from asr.audio import AudioError
+from asr.audio.augment import AugmentConfig, augment_waveform, spec_augment
+from asr.audio.files import load_audio
+from asr.audio.frontend import LogMel
+from asr.train.manifests import DataError, _warn, read_manifest
+
+# -- weighted manifests ------------------------------------------------------------------------------------
+
+
+def parse_weighted(spec: str) -> tuple[str, int]:
+    """'a.jsonl:2' -> ('a.jsonl', 2); 'a.jsonl' -> ('a.jsonl', 1)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit():
+        if int(tail) < 1:
+            raise DataError(f"{spec}: weight must be a positive integer")
+        return head, int(tail)
+    return spec, 1
+
+
+def load_manifests(specs) -> list[dict]:
+    """Read MANIFEST[:WEIGHT] specs; a manifest of weight k contributes its entries k times per epoch."""
+    entries = []
+    for spec in specs:
+        path, weight = parse_weighted(spec)
+        entries.extend(read_manifest(path) * weight)
+    return entries
+
+
+# -- sampler -----------------------------------------------------------------------------------------------
+
+
+class BucketingSampler(torch.utils.data.Sampler):
+    """Batches of similar-length utterances, at most `max_batch_seconds` of padded audio each.
+
+    A batch's cost is its longest duration times its size (what padding makes it weigh); an utterance
+    longer than the budget gets a batch of its own. Each epoch sorts by duration with a little seeded
+    jitter (so batches change between epochs), cuts batches, and shuffles their order. Under DDP the
+    batch list is padded by repetition to a multiple of `num_replicas`, and rank r takes every
+    num_replicas-th batch from r: all ranks see the same number of batches. `start` skips batches
+    already consumed in the epoch (resume mid-epoch).
+    """
+
+    def __init__(
+        self,
+        durations,
+        max_batch_seconds: float,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if max_batch_seconds <= 0:
+            raise ValueError("max_batch_seconds must be positive")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
+        self.durations = [float(d) for d in durations]
+        self.max_batch_seconds = max_batch_seconds
+        self.seed, self.shuffle = seed, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        if self.shuffle:
+            order = sorted(range(len(self.durations)), key=lambda i: self.durations[i] * rng.uniform(0.9, 1.1))
+        else:
+            order = sorted(range(len(self.durations)), key=lambda i: self.durations[i])
+        batches, batch, longest = [], [], 0.0
+        for i in order:
+            d = self.durations[i]
+            if batch and max(longest, d) * (len(batch) + 1) > self.max_batch_seconds:
+                batches.append(batch)
+                batch, longest = [], 0.0
+            batch.append(i)
+            longest = max(longest, d)
+        if batch:
+            batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        if batches and len(batches) % self.num_replicas:
+            batches += batches[: self.num_replicas - len(batches) % self.num_replicas]
+        return batches
+
+    def __iter__(self):
+        return iter(self._all_batches()[self.rank :: self.num_replicas][self.start :])
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank (ignoring `start`)."""
+        return len(self._all_batches()) // self.num_replicas
+
+
+# -- dataset -----------------------------------------------------------------------------------------------
+
+
+class ASRDataset(torch.utils.data.Dataset):
+    """entries -> (feats (T, F) raw log-mel, token ids (S,) long), or None for unreadable audio.
+
+    Augmentation randomness is seeded by (seed, epoch, index): reproducible, and different per epoch
+    and for each repeat of an entry. Set `epoch` before creating each epoch's DataLoader iterator.
+    """
+
+    def __init__(
+        self,
+        entries,
+        tokenizer,
+        augment: bool = False,
+        seed: int = 0,
+        config: AugmentConfig | None = None,
+        augment_from_epoch: int = 0,
+    ):
+        self.entries = list(entries)
+        self.tokenizer = tokenizer
+        self.augment = augment
+        self.augment_from_epoch = augment_from_epoch  # clean epochs first: CTC leaves its blank plateau sooner
+        self.seed = seed
+        self.epoch = 0
+        self.config = config or AugmentConfig()
+        self.logmel = LogMel()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int):
+        entry = self.entries[index]
+        try:
+            wave = load_audio(entry["audio"])
+        except AudioError as exc:
+            _warn(f"skipped {entry.get('id')}: {exc}")
+            return None
+        ids = self.tokenizer.encode(entry["text"])
+        if not ids or wave.size == 0:
+            _warn(f"skipped {entry.get('id')}: empty audio or transcript")
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        augment = self.augment and self.epoch >= self.augment_from_epoch
+        if augment:
+            wave = augment_waveform(wave, rng, self.config)
+        with torch.no_grad():
+            feats = self.logmel(torch.from_numpy(wave))
+        if augment and rng.random() < self.config.specaug_prob:
+            feats = spec_augment(feats, int(rng.integers(2**31)), self.config)
+        return feats, torch.tensor(ids, dtype=torch.long)
+
+
+def collate(batch):
+    """[(feats (T, F), ids (S,)) or None] -> feats (B, T, F), feat_lens (B,), targets (B, S), target_lens (B,).
+
+    Nones (unreadable audio) are dropped; an all-None batch gives None.
+    """
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    feat_lens = torch.tensor([f.shape[0] for f, _ in batch])
+    target_lens = torch.tensor([t.numel() for _, t in batch])
+    feats = torch.nn.utils.rnn.pad_sequence([f for f, _ in batch], batch_first=True)
+    targets = torch.nn.utils.rnn.pad_sequence([t for _, t in batch], batch_first=True)
+    return feats, feat_lens, targets, target_lens
+
+
+def compute_stats(entries, n: int = 500, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global per-bin mean and std (F,) of LogMel over a random sample of n entries."""
+    entries = list(entries)
+    sample = random.Random(seed).sample(entries, min(n, len(entries)))
+    logmel = LogMel()
+    total = torch.zeros(logmel.mel.n_mels, dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    count = 0
+    for entry in sample:
+        try:
+            wave = load_audio(entry["audio"])
+        except AudioError as exc:
+            _warn(f"skipped {entry.get('id')}: {exc}")
+            continue
+        with torch.no_grad():
+            feats = logmel(torch.from_numpy(wave)).double()
+        total += feats.sum(0)
+        squares += feats.pow(2).sum(0)
+        count += feats.shape[0]
+    if count == 0:
+        raise DataError("no readable audio to compute feature statistics from")
+    mean = total / count
+    std = (squares / count - mean**2).clamp_min(1e-10).sqrt()
+    return mean.float(), std.float()

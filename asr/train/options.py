@@ -1,0 +1,201 @@
+"""The options of `asr train` (command line and --config JSON), and the model config and augmentation they give."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from asr.audio.augment import AugmentConfig
+from asr.model.network import MAX_LOOKAHEAD, STRIDES, ModelConfig
+
+MODEL_OPTIONS = (
+    "hidden_size",
+    "num_layers",
+    "conv_channels",
+    "cell",
+    "dropout",
+    "layer_norm",
+    "subsampling",
+    "lookahead",
+)  # args -> ModelConfig fields
+SELECT_BY = ("wer", "loss")  # --select-by: validation results whose lowest picks best.pt
+
+
+class TrainError(RuntimeError):
+    """A problem that stops training; reported as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr train", description="Train a streaming GRU-CTC recognizer.")
+    a = p.add_argument
+    a("--config", help="JSON file of defaults (keys: option names with underscores); the command line overrides")
+    a("--train", nargs="+", metavar="MANIFEST[:WEIGHT]", help="training manifests; weight k repeats one k times")
+    a("--valid", nargs="+", default=[], metavar="MANIFEST", help="validation manifests (the first picks best.pt)")
+    a("--out", help="output folder")
+    d = ModelConfig()
+    a("--hidden-size", type=int, default=d.hidden_size)
+    a("--num-layers", type=int, default=d.num_layers)
+    a("--conv-channels", type=int, default=d.conv_channels)
+    a("--cell", choices=("gru", "lstm"), default=d.cell)
+    a("--dropout", type=float, default=d.dropout)
+    a("--layer-norm", action=argparse.BooleanOptionalAction, default=d.layer_norm, help="LayerNorm before the RNN")
+    a(
+        "--subsampling",
+        type=int,
+        choices=sorted(STRIDES),
+        default=d.subsampling,
+        help="feature frames (10 ms) per output frame: 4 is cheapest; 2 or 3 leave characters more frames",
+    )
+    a(
+        "--lookahead",
+        type=int,
+        default=None,
+        help=f"output frames the model waits for before labelling one (0-{MAX_LOOKAHEAD}; default {d.lookahead});"
+        " with --init, a model without lookahead gets one that starts as a pass-through",
+    )
+    a("--epochs", type=int, default=30)
+    a("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
+    a("--max-minutes", type=float, default=0.0, help="stop cleanly after this wall-clock budget (0: no limit)")
+    a("--lr", type=float, default=1e-3, help="peak learning rate")
+    a("--warmup-steps", type=int, default=500)
+    a("--min-lr-ratio", type=float, default=0.05, help="final learning rate as a fraction of --lr")
+    a("--weight-decay", type=float, default=0.0)
+    a("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch (per process)")
+    a("--grad-clip", type=float, default=5.0, help="max gradient norm")
+    a("--num-workers", type=int, default=2)
+    a("--seed", type=int, default=0)
+    a("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    a(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights and feature statistics ('default': the embedded model), to fine-tune;"
+        " its architecture replaces the model options; fresh optimizer and schedule; --resume's OUT/last.pt wins",
+    )
+    a(
+        "--freeze",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="parameters not trained: names matching these shell patterns (e.g. 'rnn.*_l2*' 'output.*');"
+        " see the model's state_dict keys",
+    )
+    a(
+        "--l2-init",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --init: add WEIGHT x the squared distance of the trained weights from the --init ones to the loss"
+        " (keeps a fine-tuned model near its start)",
+    )
+    a(
+        "--kl-init",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --init: add WEIGHT x the KL divergence of the trained model's output distribution from the --init"
+        " model's, per output frame of each batch, to the loss (keeps what the fine-tuned model recognises elsewhere)",
+    )
+    a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
+    a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
+    a(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many validations in a row without a better score on the first --valid set (0: never)",
+    )
+    a(
+        "--ties",
+        choices=("earlier", "later"),
+        default="earlier",
+        help="which of equally good validations best.pt is: the earlier (default), or the later, and then --patience"
+        " counts only validations worse than the best (a flat score, as a few utterances' WER often is, goes on)",
+    )
+    a(
+        "--select-by",
+        choices=SELECT_BY,
+        default="wer",
+        help="the first --valid set's score that picks best.pt and counts for --patience: its greedy WER (default), or"
+        " its mean CTC loss (smoother than the WER of a few utterances)",
+    )
+    a("--log-every", type=int, default=10, help="steps between log lines")
+    a("--stats-utterances", type=int, default=500, help="utterances sampled for feature normalisation")
+    a("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a("--quiet", action="store_true", help="no progress bars or validation lines (log.jsonl has them all)")
+    a("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    a("--no-augment", action="store_true", help="turn off waveform augmentation and SpecAugment")
+    a("--augment-from-epoch", type=int, default=0, help="first epoch with augmentation (earlier ones are clean)")
+    a("--augment-scale", type=float, default=1.0, help="multiplies every augmentation's probability")
+    aug = AugmentConfig
+    a(
+        "--speed-prob",
+        type=float,
+        default=None,
+        help=f"probability of speed perturbation (default: {aug.speed_prob} x --augment-scale)",
+    )
+    a(
+        "--pad-prob",
+        type=float,
+        default=aug.pad_prob,
+        help=f"probability of {aug.pad_seconds[0]:g}-{aug.pad_seconds[1]:g} s of quiet noise before and after an"
+        f" utterance (not scaled; default {aug.pad_prob:g})",
+    )
+    a(
+        "--speeds",
+        type=float,
+        nargs="+",
+        default=list(aug.speeds),
+        help=f"speed perturbation factors, one drawn per perturbed utterance (default {' '.join(map(str, aug.speeds))})",
+    )
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        try:
+            config = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--config {args.config}: {exc}")
+        if not isinstance(config, dict):
+            parser.error(f"--config {args.config}: expected a JSON object")
+        known = {a.dest for a in parser._actions} - {"help", "config"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            parser.error(f"--config {args.config}: unknown keys {unknown}")
+        parser.set_defaults(**config)
+        args = parser.parse_args(argv)
+    if isinstance(args.train, str):
+        args.train = [args.train]
+    if isinstance(args.valid, str):
+        args.valid = [args.valid]
+    if any(not 0.5 <= f <= 2.0 for f in args.speeds):
+        parser.error(f"--speeds: factors must lie in 0.5-2.0, got {args.speeds}")
+    for name in ("speed_prob", "pad_prob"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            parser.error(f"--{name.replace('_', '-')}: a probability in 0-1, got {value}")
+    if not args.train:
+        parser.error("--train is required (on the command line or in --config)")
+    if not args.out:
+        parser.error("--out is required (on the command line or in --config)")
+    return args
+
+
+def augment_config(args) -> AugmentConfig:
+    """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob
+    and --speed-prob as given (unscaled)."""
+    config = AugmentConfig().scaled(args.augment_scale)
+    config = dataclasses.replace(config, speeds=tuple(args.speeds), pad_prob=args.pad_prob)
+    if args.speed_prob is not None:
+        config = dataclasses.replace(config, speed_prob=args.speed_prob)
+    return config
+
+
+def model_config(**fields) -> ModelConfig:
+    try:
+        return ModelConfig(**fields)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
