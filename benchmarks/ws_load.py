@@ -101,6 +101,7 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
         save_checkpoint(model, GRUCTC(ModelConfig()), DEFAULT_TOKENS)  # default size, random weights
     cmd = [sys.executable, "-m", "asr.apps.cli", "serve", "--port", "0", "--device", args.device]
     cmd += ["--max-connections", str(max(args.clients) + 10), "--log-level", "WARNING"]
+    cmd += ["--max-connections-per-address", "0"]  # every client is on this machine: one address
     cmd += ["--model", model] if model else []
     cmd += ["--threads", str(args.server_threads)] if args.server_threads else []
     cmd += ["--workers", str(args.server_workers)]

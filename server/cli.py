@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--max-connections", type=int, default=d.max_connections, help="beyond it, HTTP 503")
+    p.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=d.max_connections_per_address,
+        help="connections from one client address (with --trust-proxy, the one X-Forwarded-For names); beyond it"
+        f" HTTP 429 (default {d.max_connections_per_address}; 0: no limit)",
+    )
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="larger messages: close 1009")
     p.add_argument("--idle-timeout", type=float, default=d.idle_timeout, help="seconds without a message")
     p.add_argument("--max-stream-seconds", type=float, default=d.max_stream_seconds, help="audio per connection")
@@ -74,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         " with their final results (default 0: at once)",
     )
     p.add_argument(
-        "--trust-proxy", action="store_true", help="log the client address from X-Forwarded-For (behind a proxy)"
+        "--trust-proxy",
+        action="store_true",
+        help="the client address (logs, per-address limits) is X-Forwarded-For's (only behind a proxy that sets it)",
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -93,6 +102,8 @@ def config_from_args(args) -> ServerConfig:
         check_sample_rate(args.sample_rate)
     except ProtocolError as exc:
         raise ValueError(f"--sample-rate: {exc}") from None
+    if args.max_connections_per_address < 0:
+        raise ValueError("--max-connections-per-address must be 0 (no limit) or more")
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
     if args.workers > 1 and str(args.model or "").endswith(".onnx"):
@@ -108,6 +119,7 @@ def config_from_args(args) -> ServerConfig:
         host=args.host,
         port=args.port,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
         max_message_bytes=args.max_message_bytes,
         idle_timeout=args.idle_timeout,
         max_stream_seconds=args.max_stream_seconds,
@@ -155,7 +167,7 @@ def main(argv=None) -> int:
         if workers == 1:
             return serve_one()
         sock = listen(config.host, config.port)
-        return run_workers(workers, sock, lambda index, shared: serve_one(index, shared, sock))
+        return run_workers(workers, sock, lambda index, shared: serve_one(index, shared, sock), config.max_connections)
     except (CheckpointError, asr.ModelNotFoundError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:

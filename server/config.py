@@ -17,6 +17,11 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 2700  # 0 picks a free port
     max_connections: int = 500
+    # connections from one client address (0: no limit; beyond it HTTP 429). A tenth of the default
+    # max_connections: it takes ten addresses to fill the server, while the clients behind one NAT (an
+    # office, a carrier's) still get 50 streams at once. Behind a proxy it needs trust_proxy, else the
+    # proxy's address is every client's.
+    max_connections_per_address: int = 50
     max_message_bytes: int = 1 << 20  # larger messages close the socket with 1009
     idle_timeout: float = 60.0  # seconds without a message before the server closes the socket
     max_stream_seconds: float = 4 * 3600.0  # audio per connection, then a final result and close 1008
@@ -32,7 +37,7 @@ class ServerConfig:
     shutdown_timeout: float = 10.0  # seconds open streams get to finish on SIGTERM
     drain_seconds: float = 0.0  # on SIGTERM, first refuse new streams (503, /healthz 503) this long while open
     # ones go on; then the rest get their final results (behind a load balancer: it moves new connections away)
-    trust_proxy: bool = False  # log the client address a proxy puts in X-Forwarded-For (only behind one)
+    trust_proxy: bool = False  # the client address is the one a proxy puts in X-Forwarded-For (only behind one)
     static_dir: Path = STATIC_DIR
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # when utterances end
 

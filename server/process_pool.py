@@ -12,6 +12,7 @@ parent exits 0 when they all did. A worker that dies is replaced, unless it died
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -29,23 +30,86 @@ log = logging.getLogger("asr.server")
 
 SNAPSHOT_INTERVAL = 1.0  # seconds between a worker's metrics snapshots
 MIN_UPTIME = 5.0  # seconds; a worker dying sooner is not replaced (it would die again): the server stops
+KEY = 16  # bytes: a client address's slot in the shared table is named by this much of its BLAKE2b digest
+FREE = bytes(KEY)
 
 
 class SharedState:
-    """What the workers share: each one's admitted connections, and a folder of metrics snapshots."""
+    """What the workers share: each one's admitted connections, its admitted connections per client address,
+    and a folder of metrics snapshots.
 
-    def __init__(self, workers: int, folder: Path):
+    The address table has `address_slots` slots (at least --max-connections: an address holds a slot only
+    while some worker counts a connection from it, and all workers together admit at most --max-connections,
+    so it never fills). Slot s is named by keys[KEY*s : KEY*(s+1)] (FREE: unused) and holds each worker's count
+    of its connections from that address, per_address[s*workers + worker]; a slot whose counts are all 0 is
+    freed. Per worker, so that a worker that dies takes its counts with it (forget_worker). One lock, the
+    counters', guards both tables: the limits are checked and counted in one step for all workers."""
+
+    def __init__(self, workers: int, folder: Path, address_slots: int = 512):
+        self.workers = workers
         self.counts = multiprocessing.Array("i", workers)  # in shared memory, inherited by fork
+        self.keys = multiprocessing.RawArray("c", address_slots * KEY)
+        self.per_address = multiprocessing.RawArray("i", address_slots * workers)
         self.folder = folder
 
-    def admit(self, index: int, open_here: int, limit: int) -> bool:
-        """Publish this worker's open count; True (and count one more) if all workers together are below limit."""
+    def admit(self, index: int, open_here: int, limit: int, address: str = "?", per_address: int = 0) -> str | None:
+        """Publish this worker's open count; count one more connection, from `address`, unless all workers
+        together have `limit` connections ("over_capacity") or `per_address` (> 0) from that address
+        ("address"). None when counted."""
+        key = address_key(address)
         with self.counts.get_lock():
             self.counts[index] = open_here
             if sum(self.counts[:]) >= limit:
-                return False
+                return "over_capacity"
+            slot = self._slot(key)
+            if slot is None:
+                slot = self._slot(FREE)
+                if slot is None:  # cannot happen while address_slots >= limit; refuse rather than not count
+                    return "over_capacity"
+                self.keys[KEY * slot : KEY * (slot + 1)] = key
+            if per_address and self._from(slot) >= per_address:
+                return "address"  # (a slot claimed just now has 0 < per_address: never left claimed and empty)
             self.counts[index] = open_here + 1
-            return True
+            self.per_address[slot * self.workers + index] += 1
+            return None
+
+    def release(self, index: int, open_here: int, address: str) -> None:
+        """Publish this worker's open count after one of its connections, from `address`, has closed."""
+        key = address_key(address)
+        with self.counts.get_lock():
+            self.counts[index] = open_here
+            slot = self._slot(key)
+            if slot is not None and self.per_address[slot * self.workers + index] > 0:
+                self.per_address[slot * self.workers + index] -= 1
+                if self._from(slot) == 0:
+                    self.keys[KEY * slot : KEY * (slot + 1)] = FREE
+
+    def forget_worker(self, index: int) -> None:
+        """A worker has died: its connections are gone, from every address."""
+        with self.counts.get_lock():
+            self.counts[index] = 0
+            for slot in range(len(self.keys) // KEY):
+                if self.per_address[slot * self.workers + index]:
+                    self.per_address[slot * self.workers + index] = 0
+                    if self._from(slot) == 0:
+                        self.keys[KEY * slot : KEY * (slot + 1)] = FREE
+
+    def from_address(self, address: str) -> int:
+        """Connections from `address`, all workers together."""
+        with self.counts.get_lock():
+            slot = self._slot(address_key(address))
+            return 0 if slot is None else self._from(slot)
+
+    def _slot(self, key: bytes) -> int | None:
+        """The slot named `key` (the lock held)."""
+        raw = self.keys.raw
+        at = raw.find(key)
+        while at > 0 and at % KEY:  # a match across two slots' keys: look further
+            at = raw.find(key, at + 1)
+        return None if at < 0 else at // KEY
+
+    def _from(self, slot: int) -> int:
+        return sum(self.per_address[slot * self.workers : (slot + 1) * self.workers])
 
     def publish_count(self, index: int, open_here: int) -> None:
         with self.counts.get_lock():
@@ -70,6 +134,11 @@ class SharedState:
         return out
 
 
+def address_key(address: str) -> bytes:
+    digest = hashlib.blake2b(address.encode(), digest_size=KEY).digest()
+    return digest if digest != FREE else b"\1" + digest[1:]
+
+
 async def publish_metrics(shared: SharedState, index: int, metrics) -> None:
     """A worker's task: write its metrics snapshot every SNAPSHOT_INTERVAL seconds."""
     while True:
@@ -82,9 +151,10 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=4096)
 
 
-def run_workers(workers: int, sock: socket.socket, serve_one) -> int:
-    """Fork `workers` processes that each run `serve_one(index, shared)` (returns an exit code); supervise them."""
-    shared = SharedState(workers, Path(tempfile.mkdtemp(prefix="asr-serve-")))
+def run_workers(workers: int, sock: socket.socket, serve_one, max_connections: int = 512) -> int:
+    """Fork `workers` processes that each run `serve_one(index, shared)` (returns an exit code); supervise them.
+    `max_connections`: all workers' limit together (the size of the shared table of client addresses)."""
+    shared = SharedState(workers, Path(tempfile.mkdtemp(prefix="asr-serve-")), address_slots=max_connections)
     children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
     stopping = False
 
@@ -132,7 +202,7 @@ def run_workers(workers: int, sock: socket.socket, serve_one) -> int:
                 failed = failed or code != 0
                 continue
             log.error("event=worker_exit worker=%d pid=%d code=%d", index, pid, code)
-            shared.publish_count(index, 0)
+            shared.forget_worker(index)
             if time.monotonic() - started < MIN_UPTIME:
                 failed = True
                 stop()

@@ -7,8 +7,8 @@ Processes: one by default; `--workers N` forks N of them onto one listening
 socket (server/process_pool.py), since one process's event loop and engine share a GIL.
 Modules: connection.py (one connection), protocol.py (messages), web.py (HTTP, auth, TLS), metrics.py,
 config.py (settings, per-stream decoders), running.py (signals, a server in a thread), cli.py (the `asr
-serve` command). This one: admission (max_connections), the HTTP routes (/healthz,
-/readyz, /metrics, the browser page), wrong-token rate limiting, start / drain / shutdown, signals.
+serve` command). This one: admission (max_connections, max_connections_per_address), the HTTP routes
+(/healthz, /readyz, /metrics, the browser page), wrong-token rate limiting, start / drain / shutdown, signals.
 
 Decoding: `AsrServer(decoder_factory=...)` gets each stream's options
 (sample_rate, words, max_alternatives, phrase_list, decoding) and returns a Stream
@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import itertools
 import json
 import logging
 import mimetypes
 import re
 import weakref
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
@@ -67,7 +69,9 @@ class AsrServer:
         self.decoder_factory = decoder_factory or make_decoder_factory(model.tokens)
         self.metrics = Metrics()
         self.ids = itertools.count(1)
-        self.admitted: set[ServerConnection] = set()  # upgrades let through, counted against max_connections
+        # upgrades let through, counted against the limits until they close: connection -> client address
+        self.admitted: dict[ServerConnection, str] = {}
+        self.per_address: Counter[str] = Counter()  # admitted ones by client address (one process; else shared)
         self.connections: set[Connection] = set()  # open ones, for shutdown
         self.opening: weakref.WeakSet = weakref.WeakSet()  # every websockets connection, handshaking ones too
         self.server = None
@@ -160,13 +164,19 @@ class AsrServer:
 
     # -- websocket connections ------------------------------------------------------
     def _connection_class(self):
-        """websockets' connection class, made to note every connection from its first byte (`self.opening`)."""
-        opening = self.opening
+        """websockets' connection class, made to note every connection from its first byte (`self.opening`) and
+        to give back its place under the limits when it closes, however it closes (a failed handshake, whose
+        handler never runs, too)."""
+        opening, release = self.opening, self._release
 
         class NotedConnection(ServerConnection):
             def connection_made(self, transport) -> None:
                 super().connection_made(transport)
                 opening.add(self)
+
+            def connection_lost(self, exc) -> None:
+                super().connection_lost(exc)
+                release(self)
 
         return NotedConnection
 
@@ -187,9 +197,7 @@ class AsrServer:
                 await ws.close(CLOSE_INTERNAL, "internal error")
         finally:
             self.connections.discard(conn)
-            self.admitted.discard(ws)
-            if self.shared is not None:
-                self.shared.publish_count(self.worker_index, len(self.admitted))
+            self._release(ws)
             self.metrics.closed()
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -217,12 +225,24 @@ class AsrServer:
             refused = self._check_token(connection, request, query)
             if refused is not None:
                 return refused
-        if not self._admit(connection):
+        client = self._client_address(connection, request)
+        refused = self._admit(connection, client)
+        if refused == "over_capacity":
             self.metrics.error("over_capacity")
             log.warning(
                 "event=error kind=over_capacity peer=%s limit=%d", _peer(connection), self.config.max_connections
             )
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections, try again later\n")
+        if refused == "address":
+            # 429, not 503: the limit is this client's, not the server's (and a balancer that tries the next
+            # replica on 503, as deploy/nginx/gru-asr.conf does, must not multiply it by the replicas)
+            limit = self.config.max_connections_per_address
+            self.metrics.error("too_many_from_address")
+            log.warning(
+                "event=error kind=too_many_from_address peer=%s client=%s limit=%d", _peer(connection), client, limit
+            )
+            body = f"too many connections from your address (at most {limit}), close one and try again\n"
+            return text_response(HTTPStatus.TOO_MANY_REQUESTS, body)
         return None
 
     def _check_token(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
@@ -244,24 +264,51 @@ class AsrServer:
         return response
 
     def _client_address(self, connection: ServerConnection, request: Request) -> str:
-        """The client's IP: the proxy's X-Forwarded-For entry with --trust-proxy, else the peer's."""
+        """The client's IP: the proxy's X-Forwarded-For entry with --trust-proxy, else the peer's (one spelling
+        per address: an IPv4 client of a dual-stack socket, ::ffff:a.b.c.d, is a.b.c.d)."""
         client = forwarded_for(request) if self.config.trust_proxy else ""
-        if client:
+        if not client:
+            addr = connection.remote_address
+            client = str(addr[0]) if addr else "?"
+        try:
+            ip = ipaddress.ip_address(client.strip("[]"))
+        except ValueError:
             return client
-        addr = connection.remote_address
-        return str(addr[0]) if addr else "?"
+        return str(getattr(ip, "ipv4_mapped", None) or ip)
 
-    def _admit(self, connection: ServerConnection) -> bool:
-        """Count `connection` against max_connections (of all worker processes together) if there is room."""
-        self.admitted = {c for c in self.admitted if c.state is not State.CLOSED}
-        limit = self.config.max_connections
+    def _admit(self, connection: ServerConnection, client: str) -> str | None:
+        """Count `connection`, from `client`, against max_connections and max_connections_per_address (each of
+        all worker processes together) if there is room: None; else the limit it is at, "over_capacity" or
+        "address"."""
+        for closed in [c for c in self.admitted if c.state is State.CLOSED]:  # closed, connection_lost to come
+            self._release(closed)
+        c = self.config
         if self.shared is not None:
-            ok = self.shared.admit(self.worker_index, len(self.admitted), limit)
+            refused = self.shared.admit(
+                self.worker_index, len(self.admitted), c.max_connections, client, c.max_connections_per_address
+            )
+        elif len(self.admitted) >= c.max_connections:
+            refused = "over_capacity"
+        elif c.max_connections_per_address and self.per_address[client] >= c.max_connections_per_address:
+            refused = "address"
         else:
-            ok = len(self.admitted) < limit
-        if ok:
-            self.admitted.add(connection)
-        return ok
+            refused = None
+            self.per_address[client] += 1
+        if refused is None:
+            self.admitted[connection] = client
+        return refused
+
+    def _release(self, connection: ServerConnection) -> None:
+        """`connection` has closed (or its handler ended): its place under the limits is free (once)."""
+        client = self.admitted.pop(connection, None)
+        if client is None:
+            return
+        if self.shared is not None:
+            self.shared.release(self.worker_index, len(self.admitted), client)
+        else:
+            self.per_address[client] -= 1
+            if self.per_address[client] <= 0:
+                del self.per_address[client]
 
     def http_get(self, path: str) -> Response:
         if path in ("/healthz", "/readyz"):
@@ -271,6 +318,7 @@ class AsrServer:
                 "status": status,
                 "connections": connections,
                 "max_connections": self.config.max_connections,
+                "max_connections_per_address": self.config.max_connections_per_address,
                 "model": Path(str(self.model.source or "in-memory")).name,  # not this machine's paths
                 "version": asr_version,
             }

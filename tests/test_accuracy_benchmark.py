@@ -38,7 +38,19 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     (synth / "synth_unseen_voice.jsonl").write_text(json.dumps(entry) + "\n")
     out = tmp_path / "accuracy.json"
     sets = ["fsdd_test", "real_en_no_ps", "synth_unseen_voice", "synth_unseen_natural"]
-    args = ["--limit", "2", "--sets", *sets, "--systems", "greedy", "pocketsphinx", "default", "streamed", "--synth-manifests", str(synth)]
+    args = [
+        "--limit",
+        "2",
+        "--sets",
+        *sets,
+        "--systems",
+        "greedy",
+        "pocketsphinx",
+        "default",
+        "streamed",
+        "--synth-manifests",
+        str(synth),
+    ]
     proc = run(*args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
 

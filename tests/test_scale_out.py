@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "nginx"))
 
 from conftest import make_self_signed_cert  # noqa: E402
-from loopback import Nginx, free_port  # noqa: E402
+from loopback import CONF, Nginx, free_port  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
@@ -54,7 +54,8 @@ class Replica:
         self.name, self.port = name, free_port()
         self.log_path = folder / f"replica_{name}.log"
         cmd = [sys.executable, "-m", "asr.apps.cli", "serve", "--port", str(self.port), "--decoding", "greedy"]
-        cmd += ["--sample-rate", "16000", "--trust-proxy", "--threads", "1", *options]
+        cmd += ["--sample-rate", "16000", "--trust-proxy", "--threads", "1"]
+        cmd += ["--max-connections-per-address", "0", *options]  # every test client is 127.0.0.1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env)
@@ -231,3 +232,32 @@ def test_tls_ends_at_nginx_and_the_token_passes_through(tmp_path, clips):
     finally:
         for r in replicas:
             r.stop()
+
+
+def test_nginx_limits_open_streams_per_address(tmp_path, clips):
+    """The shipped file's limit_conn (50 open streams from one address, rendered here as 3): a 4th stream from
+    127.0.0.1 gets nginx's 429 while 127.0.0.2 (loopback too, on Linux) gets its transcript."""
+    location = re.search(r"\n    location / \{\n(.*?)\n    \}", CONF.read_text(), re.S).group(1)
+    assert re.search(r"^ +limit_conn gru_asr_per_address 50;$", location, re.M)
+    replica = Replica(tmp_path, "a")
+    try:
+        replica.wait_listening()
+        direct = asyncio.run(stream(f"ws://{replica.address}", clips[0]))["text"]
+        with Nginx([replica.port], per_address=3) as lb:
+
+            async def run():
+                held = [await connect(lb.url) for _ in range(3)]
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(lb.url)
+                other = await stream(lb.url, clips[0], local_addr=("127.0.0.2", 0))
+                for ws in held:
+                    await ws.close()
+                return refused.value.response.status_code, other
+
+            status, other = asyncio.run(run())
+            assert status == 429 and other["text"] == direct and other["close"] == 1000
+            assert "limiting connections by zone" in lb.error_log()
+    finally:
+        replica.stop()
+    # the replica saw the other address through X-Forwarded-For (--trust-proxy)
+    assert re.search(r"event=open peer=127\.0\.0\.2 via=127\.0\.0\.1:\d+", replica.log_path.read_text())

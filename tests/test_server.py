@@ -289,6 +289,79 @@ def test_max_connections_refused_with_503(model, speech_pcm):
         asyncio.run(client(srv.url))
 
 
+async def refused_status(url, **kw) -> int | dict:
+    """The HTTP status of a refused upgrade, or the final result of an admitted connection that sends eof."""
+    try:
+        async with connect(url, **kw) as ws:
+            await ws.send('{"eof": 1}')
+            return json.loads(await ws.recv())
+    except InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def failed_handshake(url, **kw) -> bytes:
+    """An upgrade request that passes admission but that websockets then refuses (400: no Sec-WebSocket-Key),
+    so that the connection's handler never runs; the response's status line."""
+    host, port = url.removeprefix("ws://").split(":")
+    with socket.create_connection((host, int(port)), **kw) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        return s.makefile("rb").readline()
+
+
+def test_one_address_at_its_limit_does_not_keep_another_out(model, speech_pcm, caplog):
+    """Issue 29: one address holding connections must not lock every other client out. With room for 5 and 3
+    per address, 127.0.0.1 holds 3 and is refused a 4th (429, while the server has room); 127.0.0.2 (loopback
+    too, on Linux) still streams and gets its transcript. A closed connection, and a failed handshake, give
+    their place back."""
+    chunks = split(speech_pcm, 3200)
+    other = {"local_addr": ("127.0.0.2", 0)}
+    config = ServerConfig(
+        port=0, endpoint=ENDPOINT, sample_rate=16000, max_connections=5, max_connections_per_address=3
+    )
+
+    async def run(url):
+        held = [await connect(url) for _ in range(3)]
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url)
+        response = refused.value.response
+        assert response.status_code == 429 and b"too many connections from your address" in response.body
+        assert await stream(url, chunks, **other) == offline(model, chunks)  # the other address is served
+        await held.pop().close()
+        for _ in range(4):  # admitted (the third place), then refused by websockets: the place is free again
+            assert (await asyncio.to_thread(failed_handshake, url)).startswith(b"HTTP/1.1 400")
+        held.append(await connect(url))  # the third place once more
+        assert await refused_status(url) == 429
+        assert await refused_status(url, **other) == {"text": ""}
+        for ws in held:
+            await ws.close()
+
+    with BackgroundServer(model, config) as srv:
+        asyncio.run(run(srv.url))
+        assert 'gru_asr_errors_total{kind="too_many_from_address"} 2' in http_get(srv.url, "/metrics")[2]
+    assert "event=error kind=too_many_from_address peer=127.0.0.1:" in caplog.text
+    assert "client=127.0.0.1 limit=3" in caplog.text
+
+
+def test_the_per_address_limit_counts_the_proxys_client_with_trust_proxy(model):
+    """Behind a proxy (--trust-proxy) the address is the one the proxy puts last in X-Forwarded-For; without
+    --trust-proxy that header is anyone's to write and the peer's address counts."""
+
+    def as_client(address):
+        return {"additional_headers": {"X-Forwarded-For": address}}
+
+    async def run(url):
+        held = [await connect(url, **as_client("203.0.113.7")) for _ in range(2)]
+        outcome = {a: await refused_status(url, **as_client(a)) for a in ("203.0.113.7", "198.51.100.2")}
+        for ws in held:
+            await ws.close()
+        return outcome
+
+    for trust_proxy, outcome in ((True, {"text": ""}), (False, 429)):
+        config = ServerConfig(port=0, trust_proxy=trust_proxy, max_connections_per_address=2)
+        with BackgroundServer(model, config) as srv:
+            assert asyncio.run(run(srv.url)) == {"203.0.113.7": 429, "198.51.100.2": outcome}
+
+
 def test_message_too_big_closes_1009(model):
     async def client(url):
         async with connect(url) as ws:
@@ -641,6 +714,75 @@ def test_workers_share_the_port_the_limit_and_the_metrics(model, checkpoint, spe
             proc.kill()
     log = log_path.read_text()
     assert "event=workers count=2" in log and log.count("event=stopped") == 2 and "Traceback" not in log
+
+
+def test_workers_count_each_address_together(tmp_path):
+    """The per-address count in shared memory (server/process_pool.py): what worker 1, a forked process, admits
+    from an address counts in worker 0 too; a release or a dead worker gives the places back."""
+    import multiprocessing
+
+    from server.process_pool import SharedState
+
+    shared = SharedState(2, tmp_path, address_slots=4)  # 4: the server's max_connections
+    attacker, other = "203.0.113.7", "198.51.100.2"
+
+    def as_worker_1(job):
+        process = multiprocessing.get_context("fork").Process(target=job)
+        process.start()
+        process.join()
+        assert process.exitcode == 0
+
+    def admit_two():  # as worker 1, with 0 and then 1 connections open there
+        os._exit(0 if [shared.admit(1, n, 4, attacker, 2) for n in (0, 1)] == [None, None] else 1)
+
+    as_worker_1(admit_two)
+    assert shared.from_address(attacker) == 2 and shared.total() == 2
+    assert shared.admit(0, 0, 4, attacker, 2) == "address"  # at its limit in worker 1: refused in worker 0
+    assert shared.admit(0, 0, 4, other, 2) is None
+    assert shared.admit(0, 1, 4, attacker, 0) is None  # 0: no per-address limit (but counted)
+    assert shared.admit(0, 2, 4, other, 2) == "over_capacity"  # 4 open in all
+    shared.release(0, 1, attacker)
+    as_worker_1(lambda: (shared.release(1, 1, attacker), os._exit(0)))
+    assert shared.from_address(attacker) == 1 and shared.admit(0, 1, 4, attacker, 2) is None
+    shared.forget_worker(1)  # worker 1 died with its other connection from the attacker
+    assert shared.from_address(attacker) == 1 and shared.from_address(other) == 1 and shared.total() == 2
+    shared.release(0, 1, attacker)
+    shared.release(0, 0, other)
+    assert shared.keys.raw == bytes(len(shared.keys)) and shared.total() == 0  # every slot free again
+
+
+def test_workers_share_the_per_address_limit(model, checkpoint, speech_pcm, tmp_path):
+    """`asr serve --workers 2 --max-connections-per-address 2`: an address holding 2 connections, on either
+    worker, is refused a third by both (429); another address gets its transcript."""
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc, url = start_subprocess_server(
+            checkpoint, log, log_path, "--workers", "2", "--max-connections-per-address", "2"
+        )
+    chunks = split(speech_pcm, 3200)
+    expected = offline(model, chunks, endpoint=EndpointConfig())
+
+    async def clients():
+        held = [await connect(url) for _ in range(2)]
+        refused = [await refused_status(url) for _ in range(4)]  # whichever worker takes each
+        served = await stream(url, chunks, local_addr=("127.0.0.2", 0))
+        await held.pop().close()
+        await asyncio.sleep(0.3)
+        again = await refused_status(url)
+        for ws in held:
+            await ws.close()
+        return refused, served, again
+
+    try:
+        refused, served, again = asyncio.run(clients())
+        assert refused == [429] * 4 and served == expected and again == {"text": ""}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert log.count("kind=too_many_from_address") == 4 and "Traceback" not in log
 
 
 @pytest.mark.slow

@@ -2,9 +2,11 @@
 
 render() rewrites only what differs on one machine: the upstream's servers (127.0.0.1 ports), the per-replica
 locations, plain HTTP on a loopback port instead of TLS on 443 (`tls=True` keeps TLS, with a given
-certificate), no redirect server, and an X-Upstream response header naming the replica that served a
-connection (tests read it; the shipped file leaves it out, it names internal addresses). Everything else
-(least_conn, max_fails, the websocket headers, timeouts, proxy_next_upstream) is the shipped file's.
+certificate), no redirect server, an X-Upstream response header naming the replica that served a
+connection (tests read it; the shipped file leaves it out, it names internal addresses), and no limit of
+open connections per client address unless `per_address` sets one (every client on one machine has the same
+address, 127.0.0.1). Everything else (least_conn, max_fails, the websocket headers, timeouts,
+proxy_next_upstream) is the shipped file's.
 
     with Nginx([2701, 2702, 2703]) as lb:      # nginx -p TMP -c TMP/nginx.conf, master process in foreground
         connect(lb.url)
@@ -33,9 +35,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def render(ports: list[int], listen: int, cert: tuple[str, str] | None = None, conf: str | None = None) -> str:
-    """The shipped server config for replicas on 127.0.0.1:ports, nginx listening on 127.0.0.1:listen."""
+def render(
+    ports: list[int], listen: int, cert: tuple[str, str] | None = None, conf: str | None = None, per_address: int = 0
+) -> str:
+    """The shipped server config for replicas on 127.0.0.1:ports, nginx listening on 127.0.0.1:listen;
+    `per_address`: the limit_conn per client address (0: none)."""
     text = conf if conf is not None else CONF.read_text()
+    limit = f"limit_conn gru_asr_per_address {per_address};" if per_address else "# (no limit_conn on loopback)"
+    text, n = re.subn(r"limit_conn gru_asr_per_address \d+;", limit, text)
+    if n != 1:
+        raise NginxError(f"{CONF}: no limit_conn gru_asr_per_address line")
     names = "abcdefghijklmnopqrstuvwxyz"
     servers = "".join(f"    server 127.0.0.1:{p} max_fails=2 fail_timeout=10s;\n" for p in ports)
     text, n = re.subn(
@@ -91,11 +100,11 @@ http {{
 class Nginx:
     """nginx in the foreground in front of replicas on loopback ports (stop(): SIGQUIT, a graceful stop)."""
 
-    def __init__(self, ports: list[int], listen: int = 0, cert: tuple[str, str] | None = None):
+    def __init__(self, ports: list[int], listen: int = 0, cert: tuple[str, str] | None = None, per_address: int = 0):
         self.binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
         if self.binary is None:
             raise NginxError("nginx is not installed (apt-get install nginx)")
-        self.ports, self.listen, self.cert = ports, listen or free_port(), cert
+        self.ports, self.listen, self.cert, self.per_address = ports, listen or free_port(), cert, per_address
         self.prefix = Path(tempfile.mkdtemp(prefix="gru-asr-nginx-"))
         self.proc: subprocess.Popen | None = None
 
@@ -105,7 +114,7 @@ class Nginx:
 
     def start(self) -> Nginx:
         server_conf = self.prefix / "gru-asr.conf"
-        server_conf.write_text(render(self.ports, self.listen, self.cert))
+        server_conf.write_text(render(self.ports, self.listen, self.cert, per_address=self.per_address))
         (self.prefix / "nginx.conf").write_text(main_config(server_conf, self.prefix))
         cmd = [self.binary, "-e", str(self.prefix / "error.log"), "-p", str(self.prefix), "-c", "nginx.conf"]
         check = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
