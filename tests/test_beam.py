@@ -185,6 +185,52 @@ def test_hotword_outside_the_lexicon_is_added():
     assert best(BeamSearchDecoder(TOKENS, lexicon=["the", "cad", "sat"], hotwords=["cat"]), log_probs) == "the cat sat"
 
 
+@pytest.mark.parametrize("lm_weight", [0.0, 1.5, 3.0])
+@pytest.mark.parametrize("mode", ["lexicon+lm", "free+chars", "free"])
+def test_an_unmatched_hotword_changes_no_hypothesis(mode, lm_weight, arpa, tmp_path_factory):
+    # issue 29: a decoder with hotwords scored the trie's look-ahead with weight 1 instead of lm_weight and merged
+    # hypotheses the decoder without them keeps apart, so "zebra:0" changed 19 of real_en's 42 transcripts
+    chars = build_arpa([char_sentence(s) for s in CORPUS], tmp_path_factory.mktemp("lm") / "chars.arpa", order=4)
+    options = {"lexicon+lm": {"lexicon": WORDS, "lm": arpa}, "free+chars": {"lm": chars}, "free": {}}[mode]
+    options.update(beam_size=4, nbest=3, lm_weight=lm_weight)  # a narrow beam: pruning decides
+    for seed in range(10):
+        rng = random.Random(seed)
+        text = f"{rng.choice(CORPUS)} {rng.choice(CORPUS)}"
+        ambiguous = {
+            i: {c: 0.5, rng.choice("dtmsa"): 0.4} for i, c in enumerate(text) if c != " " and rng.random() < 0.4
+        }
+        log_probs = sentence(text, ambiguous)
+        noise = torch.randn(log_probs.shape, generator=torch.Generator().manual_seed(seed))
+        log_probs = (log_probs + noise).log_softmax(-1)
+        without = BeamSearchDecoder(TOKENS, **options).decode(log_probs)
+        for hotwords in ([("zebra", 0.0)], [("new york", 0.0), ("cat", 0.0)]):  # outside the lexicon, in it
+            boosted = BeamSearchDecoder(TOKENS, hotwords=hotwords, **options).decode(log_probs)
+            assert boosted == without, (seed, hotwords)  # texts, confidences, words, times
+
+
+def test_an_unrelated_hotword_changes_no_real_en_transcript(default_model, shared_data):
+    import csv
+
+    import asr
+    from asr.decode.config import DecodingConfig
+
+    plain = DecodingConfig().resolved()
+    if plain.method != "beam":
+        pytest.skip("the default language model cannot be had here (see the warning above)")
+    root = shared_data / "real_en"
+    with open(root / "transcripts.tsv", newline="") as f:
+        paths = [root / row["file"] for row in csv.DictReader(f, delimiter="\t")]
+    assert len(paths) == 42
+    for hotword in (("zebra", 0.0), ("zebra", 2.0)):  # 2: a server's phrase_list weight
+        boosted = plain.replace(hotwords=(hotword,))
+        changed = [
+            p.name
+            for p in paths
+            if asr.transcribe(default_model, p, decoding=boosted) != asr.transcribe(default_model, p, decoding=plain)
+        ]
+        assert changed == [], f"{hotword} changed {len(changed)} of {len(paths)}: {changed}"
+
+
 @pytest.mark.parametrize("options", [{}, {"lexicon": WORDS}], ids=["free", "lexicon"])
 def test_nbest_distinct_sorted_confidences(options):
     log_probs = sentence("the cat sat", {6: {"t": 0.4, "d": 0.5}, 8: {"s": 0.5, "m": 0.4}})

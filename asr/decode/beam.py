@@ -120,17 +120,22 @@ class BeamSearchDecoder:
             units = [self._letter_units(phrase, weight, fl_tokens) for phrase, weight in phrases]
 
         if units:
+            # the decoder weighs the LM and the trie's look-ahead by lm_weight, as without hotwords; an LM
+            # weighed 0 is left out, and its unigram scores out of the trie
             boundary = None if self.lexicon_mode else self.space
             unk = tables.word_dict.get_index(UNK) if self.lexicon_mode else 0
-            model = HotwordLM(base, lm_weight, units, boundary, tables.word_dict.index_size(), unk)
-            weight = 1.0
-            if extra:  # hotwords outside the lexicon need a trie of this decoder's own
+            weight, with_lm = (lm_weight, base is not None) if lm_weight > 0 else (1.0, False)
+            model = HotwordLM(base if with_lm else None, weight, units, boundary, tables.word_dict.index_size(), unk)
+            if self.lexicon_mode and base is not None and not with_lm and not extra:
+                trie = tables.trie_without_lm
+            elif extra:  # hotwords outside the lexicon need a trie of this decoder's own
                 start = model.start(False)
                 trie = tables.trie_with(
                     {
                         w: (sp, word_dict.get_index(w), model.score(start, word_dict.get_index(w))[1])
                         for w, sp in cooperative(extra.items())
-                    }
+                    },
+                    lm_scores=with_lm,
                 )
         else:
             model, weight = (base, lm_weight) if base is not None else (ZeroLM(), 0.0)

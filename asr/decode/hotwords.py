@@ -14,23 +14,28 @@ from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
 from asr.decode.tables import reject
 
-MAX_HISTORY = 5  # words of history that tell LM states apart (KenLM models up to 6-grams)
-
 
 class HotwordState(CTCDecoderLMState):
-    """An LM state of `HotwordLM`: its key, and the wrapped KenLM state."""
+    """An LM state of `HotwordLM`: the wrapped LM's state, the open hotword matches, and the states after
+    each unit asked for (with the unit's score)."""
 
-    def __init__(self, key, base_state):
+    def __init__(self, base_state, matches: frozenset):
         super().__init__()
-        self.key, self.base_state = key, base_state
+        self.base_state, self.matches = base_state, matches
+        self.after: dict[int, tuple[HotwordState, float]] = {}
 
 
 class HotwordLM(CTCDecoderLM):
-    """KenLM (or no LM) x lm_weight, plus hotword bonuses. Units are word ids (lexicon) or token ids.
+    """KenLM (or no LM) plus hotword bonuses, in KenLM's units (log10): the decoder weighs the sum by its
+    lm_weight, as it weighs the lexicon trie's look-ahead (unigram scores), so that where no hotword matches
+    every hypothesis scores exactly as without hotwords. A bonus (natural log) is divided by `scale`, the
+    decoder's lm_weight, so it counts in full. Units are word ids (lexicon) or token ids.
 
-    States are canonical per (last MAX_HISTORY units, open hotword matches), so the decoder merges
-    hypotheses that KenLM could not tell apart. A match is (phrase, units matched so far); the bonus of the
-    open matches is a potential: score += gain of a completed phrase + potential(after) - potential(before).
+    States form a tree of unit histories, one per history, as flashlight's KenLM and ZeroLM states do: the
+    decoder merges hypotheses whose LM states are the same object, so states shared by hypotheses that differ
+    further back (say, per last n words) would merge hypotheses the decoder keeps apart without hotwords,
+    and change its beam. A match is (phrase, units matched so far); the bonus of the open matches is a
+    potential: score += gain of a completed phrase + potential(after) - potential(before).
     In lexicon-free mode phrases are letters framed by the `boundary` token "|", which also stands for the
     utterance's start and end, so "cat" is not matched inside "bobcat" or "cats".
     """
@@ -38,7 +43,7 @@ class HotwordLM(CTCDecoderLM):
     def __init__(
         self,
         base,
-        lm_weight: float,
+        scale: float,
         phrases: list[tuple[list[int], list[float]]],
         boundary: int | None,
         base_units: int | None = None,
@@ -47,19 +52,13 @@ class HotwordLM(CTCDecoderLM):
         """`base_units`: units with ids from this one up are unknown to `base` (hotwords added to a shared
         lexicon) and are scored as its `base_unk`."""
         super().__init__()
-        self.base, self.lm_weight, self.boundary = base, lm_weight, boundary
+        self.base, self.scale, self.boundary = base, scale, boundary
         self.base_units, self.base_unk = base_units, base_unk
         self.phrases = [(units, [sum(bonuses[:k]) for k in range(len(bonuses) + 1)]) for units, bonuses in phrases]
         self.starting: dict[int, list[int]] = {}  # unit -> the phrases that begin with it (a scan would cost
         for p, (units, _) in enumerate(self.phrases):  # every score call O(phrases): 1,000 in a phrase_list)
             self.starting.setdefault(units[0], []).append(p)
-        self.states: dict = {}
-        self.cache: dict = {}
-
-    def _state(self, key, base_state) -> HotwordState:
-        if key not in self.states:
-            self.states[key] = HotwordState(key, base_state)
-        return self.states[key]
+        self.root: HotwordState | None = None  # the tree of this utterance's states (flashlight holds only pointers)
 
     def _potential(self, matches) -> float:
         return max((self.phrases[p][1][k] for p, k in matches), default=0.0)
@@ -73,34 +72,29 @@ class HotwordLM(CTCDecoderLM):
         return still_open, max(done, default=0.0) + self._potential(still_open) - self._potential(matches)
 
     def start(self, start_with_nothing: bool):
-        self.states, self.cache = {}, {}  # a new utterance
         matches = frozenset()
         if self.boundary is not None:  # the utterance starts at a word boundary
             matches, _ = self._advance(matches, self.boundary)
-        return self._state(((), matches), self.base.start(start_with_nothing) if self.base else None)
+        self.root = HotwordState(self.base.start(start_with_nothing) if self.base else None, matches)  # a new utterance
+        return self.root
 
     def score(self, state: HotwordState, unit: int):
-        if (state.key, unit) in self.cache:
-            return self.cache[state.key, unit]
-        history, matches = state.key
+        if unit in state.after:
+            return state.after[unit]
         base_state, lm_score = None, 0.0
         if self.base is not None:
             known = self.base_units is None or unit < self.base_units
             base_state, lm_score = self.base.score(state.base_state, unit if known else self.base_unk)
-        matches, bonus = self._advance(matches, unit)
-        result = (
-            self._state(((history + (unit,))[-MAX_HISTORY:], matches), base_state),
-            self.lm_weight * lm_score + bonus,
-        )
-        self.cache[state.key, unit] = result
+        matches, bonus = self._advance(state.matches, unit)
+        result = state.after[unit] = (HotwordState(base_state, matches), lm_score + bonus / self.scale)
         return result
 
     def finish(self, state: HotwordState):
         lm_score = self.base.finish(state.base_state)[1] if self.base is not None else 0.0
-        matches, bonus = state.key[1], 0.0
+        matches, bonus = state.matches, 0.0
         if self.boundary is not None:  # and ends at one
             matches, bonus = self._advance(matches, self.boundary)
-        return state, self.lm_weight * lm_score + bonus - self._potential(matches)
+        return state, lm_score + (bonus - self._potential(matches)) / self.scale
 
 
 def parse_hotwords(hotwords, default_weight: float) -> list[tuple[list[str], float]]:

@@ -84,12 +84,18 @@ class Tables:
                 self.entries += [([self.tokens_dict.get_index(t) for t in sp], index, score) for sp in spellings]
             self.trie = self.trie_with({})
 
-    def trie_with(self, extra: dict[str, tuple[list[list[str]], int, float]]) -> Trie:
-        """The lexicon's trie, each word with its unigram LM score, max-smeared (as torchaudio builds it), plus
-        `extra` words {word: (spellings, word id, score)} (hotwords outside the lexicon)."""
+    @functools.cached_property
+    def trie_without_lm(self) -> Trie:
+        """The lexicon's trie without the LM's scores (decoders with hotwords and an LM weighed 0)."""
+        return self.trie_with({}, lm_scores=False)
+
+    def trie_with(self, extra: dict[str, tuple[list[list[str]], int, float]], lm_scores: bool = True) -> Trie:
+        """The lexicon's trie, each word with its unigram LM score (0 without `lm_scores`), max-smeared (as
+        torchaudio builds it), plus `extra` words {word: (spellings, word id, score)} (hotwords outside the
+        lexicon)."""
         trie = Trie(self.tokens_dict.index_size(), self.tokens_dict.get_index(SIL))
         for spelling, index, score in cooperative(self.entries):
-            trie.insert(spelling, index, score)
+            trie.insert(spelling, index, score if lm_scores else 0.0)
         for spellings, index, score in cooperative(extra.values()):
             for spelling in spellings:
                 trie.insert([self.tokens_dict.get_index(t) for t in spelling], index, score)
