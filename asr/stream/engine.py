@@ -7,6 +7,11 @@ for a full chunk is advanced by one batched log-mel call and one `model.step`. F
 same as over the whole signal. A `Recognizer` is a BatchEngine with one stream, so a stream in a batch gives
 exactly the results it gives alone.
 
+Where a stream's rules restart its model state (`EndpointConfig`: after an endpoint, or in silence before
+speech), the engine zeroes the stream's state, queues the output frames after the restart point again with up to
+`warmup` of audio before them (`Stream.unread`), and skips the warm-up's output: the state that hears the next
+words starts from zero a known number of frames earlier, whatever the chunking.
+
 Legend: U = output frames (10 ms x the model's subsampling), V = vocabulary, F = mel bins.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, pad_tail
+from asr.audio import SAMPLE_RATE, TAIL_PADDING, pad_tail
 from asr.audio.frontend import HOP_LENGTH, LogMel
 from asr.stream.stream import Stream
 
@@ -49,6 +54,10 @@ class BatchEngine:
         stream = Stream(
             self.model.tokens, sample_rate, frame_shift=config.frame_shift, output_delay=config.output_delay, **options
         )
+        if stream.endpoint.enabled:  # a restart goes back over the last chunk (a flush's: with padding) and warmup
+            frames = self.chunk_frames + round(TAIL_PADDING * SAMPLE_RATE) // HOP_LENGTH
+            frames += (self._warmup_frames(stream) + 1) * self.subsampling
+            stream.history_limit = -(-frames // self.subsampling) * self.subsampling * HOP_LENGTH
         if not self.free:
             self._grow()
         stream.slot = self.free.pop()
@@ -65,6 +74,23 @@ class BatchEngine:
     def reset_stream(self, stream: Stream) -> None:
         """Forget the stream's audio and model state (keeps its slot)."""
         self._zero(stream.slot)
+        stream.forget_history()
+        stream.warmup_left, stream.state_start = 0, stream.frame
+
+    def restart(self, stream: Stream, unused: int = 0) -> None:
+        """Start the stream's model state afresh after the last frame it decoded: the `unused` output frames
+        computed after that frame are queued again, behind up to `endpoint.warmup` of the audio before it, which
+        the fresh state hears first and nobody decodes."""
+        per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
+        back = min(unused + self._warmup_frames(stream), stream.history.size // per_frame)
+        stream.unread(back * per_frame)
+        stream.warmup_left, stream.state_start = back - unused, stream.frame
+        self._zero(stream.slot)
+
+    @staticmethod
+    def _warmup_frames(stream: Stream) -> int:
+        warmup = stream.endpoint.warmup
+        return stream.endpoint.frames(warmup, stream.frame_shift) if warmup > 0 else 0
 
     def _zero(self, slot: int) -> None:
         self.state.zero(slot)
@@ -84,7 +110,12 @@ class BatchEngine:
         log_probs = log_probs.float().cpu()
         best_logp, best = log_probs.max(dim=-1)  # (B, U): one call for the batch, not one per stream
         for stream, lp, tokens, logps in zip(streams, log_probs, best.tolist(), best_logp.tolist()):
-            stream.consume(lp, (tokens, logps))
+            skip = min(stream.warmup_left, len(tokens))  # a restart's warm-up: heard, not decoded
+            stream.warmup_left -= skip
+            if skip < len(tokens):
+                used = stream.consume(lp[skip:], (tokens[skip:], logps[skip:]), until_restart=True)
+                if used is not None:
+                    self.restart(stream, len(tokens) - skip - used)
 
     def step(self) -> int:
         """One forward pass over every stream with a full chunk ready; returns how many advanced."""
@@ -102,30 +133,36 @@ class BatchEngine:
         """Decode what is queued for each stream, then `asr.audio.TAIL_PADDING` s of silence; end its utterance.
 
         The silence lets the causal model emit the last letters it has heard (`asr.audio.pad_tail`). Then the
-        stream goes on from the end of its real audio: the samples short of a whole output frame stay queued for
-        the audio that may follow, the frame count leaves the padding out and word times stop at the audio's end;
-        only the model state has seen the silence. A stream that never got audio is not padded. Audio at another
-        rate first gets the resampler's last samples. Streams flushed together share forward passes (one per
-        distinct length of what is left), with the results each would get alone.
+        stream goes on from the end of its real audio with a fresh model state: the samples short of a whole
+        output frame stay queued for the audio that may follow, the frame count leaves the padding out and word
+        times stop at the audio's end. A stream that never got audio is not padded. Audio at another rate first
+        gets the resampler's last samples. Streams flushed together share forward passes (one per distinct
+        length of what is left), with the results each would get alone.
         """
         streams = list(dict.fromkeys(streams))  # once each
         for stream in streams:
             stream.end_input()
         while ready := [s for s in streams if s.ready >= self.chunk_frames]:  # their queued audio, not others'
             self._advance(ready, self.chunk_frames)
-        plans, by_frames = [], {}
+        plans = []
         for stream in streams:
             real = stream.ready - stream.ready % self.subsampling  # feature frames, as without the padding
-            plans.append((stream, stream.samples[real * HOP_LENGTH :], stream.frame + real // self.subsampling))
+            end_frame = stream.frame + real // self.subsampling - stream.warmup_left  # a warm-up is not decoded
+            plans.append((stream, stream.samples[real * HOP_LENGTH :], end_frame))
             if stream.received:  # a stream without audio has nothing to finish
                 stream.samples, stream.time_limit = pad_tail(stream.samples), stream.end_time
-            frames = stream.ready - stream.ready % self.subsampling
-            if frames:
-                by_frames.setdefault(frames, []).append(stream)
-        for frames, group in by_frames.items():
-            for i in range(0, len(group), MAX_FLUSH_BATCH):
-                self._advance(group[i : i + MAX_FLUSH_BATCH], frames)
+        while True:  # until each has less than an output frame left (a restart queues frames again)
+            by_frames = {}
+            for stream in streams:
+                if frames := stream.ready - stream.ready % self.subsampling:
+                    by_frames.setdefault(frames, []).append(stream)
+            if not by_frames:
+                break
+            for frames, group in by_frames.items():
+                for i in range(0, len(group), MAX_FLUSH_BATCH):
+                    self._advance(group[i : i + MAX_FLUSH_BATCH], frames)
         for stream, rest, end_frame in plans:
             stream.samples, stream.frame = rest, end_frame
             stream.finish_utterance()
             stream.time_limit = None
+            self.reset_stream(stream)  # the next utterance starts afresh

@@ -57,9 +57,12 @@ class Recognizer:
         return self.stream.partial()
 
     def result(self) -> dict:
-        """The utterance(s) ended at the last endpoint; without one, ends the current utterance now."""
+        """The utterance(s) ended at the last endpoint; without one, ends the current utterance now (and, with
+        endpoints on, the next starts from a fresh model state, as after an endpoint)."""
         if not self.stream.has_final():
             self.stream.finish_utterance()
+            if self.stream.endpoint.enabled:
+                self.engine.restart(self.stream)
         return self.stream.pop_final()
 
     def final_result(self) -> dict:

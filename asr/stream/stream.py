@@ -1,5 +1,6 @@
 """One stream without its model: PCM conversion, streaming resampling, the samples not yet turned into features,
-the decoders of the current utterance, the endpoint rules and the finished results (Vosk-like)."""
+the decoders of the current utterance, the endpoint rules (and where the model state restarts), the audio a
+restart's warm-up replays, and the finished results (Vosk-like)."""
 
 from __future__ import annotations
 
@@ -71,14 +72,19 @@ class Stream:
             ep.frames(ep.max_utterance, frame_shift),
             ep.frames(ep.max_utterance + ep.max_utterance_grace, frame_shift),
             ep.frames(ep.word_boundary, frame_shift),
+            ep.frames(ep.idle_restart, frame_shift) if ep.idle_restart > 0 else None,
         )
         self.words = words
         self.max_alternatives = max_alternatives
         self.pcm = PcmInput()
         self.resampler = StreamResampler(self.sample_rate)
         self.samples = np.zeros(0, np.float32)  # 16 kHz samples not yet framed (frames overlap: N_FFT > HOP)
+        self.history = np.zeros(0, np.float32)  # the last samples framed, for a restart's warm-up (`unread`)
+        self.history_limit = 0  # samples kept in `history` (the engine sets it)
+        self.warmup_left = 0  # output frames the model computes but nobody decodes (a restart's warm-up)
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
+        self.state_start = frame  # the output frame from which the model state last started afresh
         self.received = 0  # 16 kHz samples pushed so far
         self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
@@ -117,8 +123,21 @@ class Stream:
     def take(self, n: int) -> np.ndarray:
         """The samples of the next n frames (n <= ready): ((n - 1) * HOP_LENGTH + N_FFT,); keeps the overlap."""
         window = self.samples[: (n - 1) * HOP_LENGTH + N_FFT]
+        if self.history_limit:
+            self.history = np.concatenate([self.history, self.samples[: n * HOP_LENGTH]])[-self.history_limit :]
         self.samples = self.samples[n * HOP_LENGTH :]
         return window
+
+    def unread(self, n: int) -> int:
+        """Queue the last `n` framed samples again (at most those in `history`); returns how many."""
+        n = min(n, self.history.size)
+        if n:
+            self.samples = np.concatenate([self.history[self.history.size - n :], self.samples])
+            self.history = self.history[: self.history.size - n]
+        return n
+
+    def forget_history(self) -> None:
+        self.history = np.zeros(0, np.float32)
 
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
@@ -126,40 +145,54 @@ class Stream:
         frees the last one's hypotheses, which a stream that ends now need not wait for)."""
         self.greedy = GreedyDecoder(self.tokens, self.frame_shift, start_frame=self.frame)
 
-    def consume(self, log_probs: torch.Tensor, best=None) -> None:
+    def consume(self, log_probs: torch.Tensor, best=None, until_restart: bool = False) -> int | None:
         """Decode the model's next output frames (U, V), ending utterances where a rule fires.
 
         `best`: `best_path(log_probs)` when the caller has it already (the engine computes it for the batch).
+        With `until_restart` (the engine: a model runs behind these frames), decoding stops after the first frame
+        where the model state is to restart (an endpoint, or `idle_restart` of silence before speech) and the
+        frames used are returned; the engine restarts the state and computes the frames after it again. Without
+        it, or where no restart falls in these frames, all are decoded and None is returned.
         """
         tokens, logps = best or best_path(log_probs)
+        used = 0
         while tokens:
-            cut = self._endpoint_at(tokens)
+            cut, ends = self._event_at(tokens, until_restart)
             n = len(tokens) if cut is None else cut + 1
             self.greedy.accept_best(tokens[:n], logps[:n])
             if self.beam:
                 self.beam.step(log_probs[:n])
             self.frame += n
+            used += n
             if cut is None:
-                return
-            self.finish_utterance()
+                return None
+            if ends:
+                self.finish_utterance()
+            if until_restart:
+                return used
             tokens, logps, log_probs = tokens[n:], logps[n:], log_probs[n:]
+        return None
 
-    def _endpoint_at(self, tokens: list[int]) -> int | None:
-        """Index of the first frame (given by its best token) at which an endpoint rule fires, or None."""
+    def _event_at(self, tokens: list[int], restarts: bool) -> tuple[int | None, bool]:
+        """(index of the first frame, given by its best token, at which an endpoint rule fires or, with
+        `restarts`, the state restarts in silence before speech; whether it is an endpoint), or (None, False)."""
         if not self.endpoint.enabled:
-            return None
-        no_speech, after_speech, longest, hardest, boundary = self._endpoint_frames
+            return None, False
+        no_speech, after_speech, longest, hardest, boundary, idle = self._endpoint_frames
         start, last = self.greedy.start_frame, self.greedy.last_speech_frame
+        quiet_since = max(start, self.state_start)  # the fresh state's silence before speech starts here
         for i, tok in enumerate(tokens):
             t = self.frame + i
             if tok != BLANK and tok != self.space:
                 last = t
             elapsed = t - start + 1
             if elapsed >= longest and (tok == self.space or t - last >= boundary or elapsed >= hardest):
-                return i  # rule 3, not inside a word where it can help it
+                return i, True  # rule 3, not inside a word where it can help it
             if t - last >= after_speech if last >= start else elapsed >= no_speech:
-                return i
-        return None
+                return i, True
+            if restarts and idle and last < start and t - quiet_since + 1 >= idle:
+                return i, False
+        return None, False
 
     def finish_utterance(self) -> None:
         """Close the current utterance into a final result and start the next one."""
