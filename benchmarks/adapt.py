@@ -156,8 +156,13 @@ def main(argv=None) -> int:
                     "seconds": seconds,
                     "saved": saved,
                     "held_out_clips": outcome.held_out_clips if outcome else 0,
-                    "held_out_wer_before": outcome.before if outcome else None,
-                    "held_out_wer_after": outcome.after if outcome else None,
+                    "held_out_wer_before": outcome.before.wer if outcome else None,
+                    "held_out_wer_after": outcome.after.wer if outcome else None,
+                    "held_out_cer_before": outcome.before.cer if outcome else None,
+                    "held_out_cer_after": outcome.after.cer if outcome else None,
+                    "held_out_loss_before": outcome.before.loss if outcome else None,
+                    "held_out_loss_after": outcome.after.loss if outcome else None,
+                    "held_out_improved": outcome.improved if outcome else None,
                     "real_en_before": real_before,
                     "real_en_after": real_after,
                 }
@@ -166,7 +171,7 @@ def main(argv=None) -> int:
             print(
                 f"{name:<22}{len(adapt_clips):>7}{before:>12.1%}{after:>8.1%}{r['relative_reduction']:>8.1%}"
                 f"{seconds / 60:>9.1f}{real_after:>15.1%}"
-                + (f"{outcome.before:>18.1%}{outcome.after:>8.1%}" if outcome else f"{'(all clips)':>18}"),
+                + (f"{outcome.before.wer:>18.1%}{outcome.after.wer:>8.1%}" if outcome else f"{'(all clips)':>18}"),
                 flush=True,
             )
     mean = sum(r["relative_reduction"] for r in rows) / len(rows) if rows else 0.0

@@ -77,8 +77,9 @@ def test_adapt_from_a_folder_saves_a_named_model_every_command_takes(recordings,
     saved = data_home / "gru-asr" / "models" / "me.pt"
     assert f"saved {saved}" in err and user_models.names() == ["me"]
     model = load_checkpoint(saved)
-    before, after = model.extra["held_out_wer"]["before"], model.extra["held_out_wer"]["after"]
-    assert after < before and model.extra["clips"] == {"train": 5, "held_out": 1}
+    before, after = (adapt.HeldOut(**model.extra["held_out"][k]) for k in ("before", "after"))
+    assert model.extra["held_out"]["improved"] and adapt.judge(before, after)[0]
+    assert model.extra["clips"] == {"train": 5, "held_out": 1}
     assert asr.load_model("me", device="cpu").source == str(saved)  # --model NAME in every command
     assert cli_main(["transcribe", "--model", "me", "--decoding", "greedy", str(recordings / "clip0.wav")]) == 0
     assert cli_main(["adapt", str(recordings), "--name", "me"]) == 2  # exists: not replaced without --force
@@ -95,6 +96,49 @@ def test_adapt_that_does_not_improve_saves_nothing(recordings, tmp_path, data_ho
     argv = ["adapt", str(tmp_path / "clips.jsonl"), "--name", "same", "--minutes", "0.2", "--lr", "1e-12"]
     assert cli_main([*argv, "--mix", "0.5"]) == 1
     assert "did not improve" in capsys.readouterr().err and user_models.names() == []
+
+
+def test_the_decision_is_the_wer_then_the_cer_then_the_loss():
+    before = adapt.HeldOut(wer=0.5, cer=0.3, loss=1.0)
+    assert adapt.judge(before, adapt.HeldOut(0.4, 0.9, 9.0)) == (True, "WER fell")
+    assert adapt.judge(before, adapt.HeldOut(0.6, 0.1, 0.1)) == (False, "WER rose")  # never worse by WER
+    assert adapt.judge(before, adapt.HeldOut(0.5, 0.2, 2.0)) == (True, "CER fell")
+    assert adapt.judge(before, adapt.HeldOut(0.5, 0.4, 0.5)) == (False, "CER rose")
+    assert adapt.judge(before, adapt.HeldOut(0.5, 0.3, 0.9))[0]
+    assert not adapt.judge(before, before)[0] and not adapt.judge(before, adapt.HeldOut(0.5, 0.3, float("nan")))[0]
+
+
+def saved_scores(data_home: Path, name: str) -> dict:
+    """The held-out scores an adapted model was saved with: {"before": {wer, cer, loss}, "after": ..., "improved"}."""
+    return load_checkpoint(data_home / "gru-asr" / "models" / f"{name}.pt").extra["held_out"]
+
+
+@pytest.mark.slow
+def test_an_equal_wer_is_decided_by_the_cer_then_the_loss(recordings, data_home, capsys):
+    """One held-out clip of six words moves the WER in steps of 17 points: five small steps leave its WER (and
+    CER) as they were and lower its CTC loss. That model is better, and saved; the figures are printed."""
+    code = cli_main(["adapt", str(recordings), "--name", "tie", "--steps", "5", "--lr", "1e-4"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    scores = saved_scores(data_home, "tie")
+    before, after = scores["before"], scores["after"]
+    assert after["wer"] == before["wer"], f"no tie in WER, which this test is about: {scores}"
+    assert (after["cer"], after["loss"]) < (before["cer"], before["loss"]) and scores["improved"]
+    assert f"held-out WER {before['wer']:.1%} -> {after['wer']:.1%}, CER {before['cer']:.1%}" in err
+    assert f"CTC loss per clip {before['loss']:.3f} -> {after['loss']:.3f}" in err and "saved" in err
+
+
+@pytest.mark.slow
+def test_keep_saves_a_worse_model_and_says_so(recordings, data_home, capsys):
+    """Two steps at a learning rate 600 times the default ruin the model: by default nothing would be saved,
+    with --keep it is saved all the same, and the command says that it is worse."""
+    code = cli_main(["adapt", str(recordings), "--name", "worse", "--steps", "2", "--lr", "0.3", "--keep"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    scores = saved_scores(data_home, "worse")
+    assert scores["after"]["wer"] > scores["before"]["wer"] and not scores["improved"]
+    assert f"held-out WER {scores['before']['wer']:.1%} -> {scores['after']['wer']:.1%}" in err
+    assert "did not improve (WER rose)" in err and "anyway (--keep)" in err and user_models.names() == ["worse"]
 
 
 def test_one_line_errors(tmp_path, capsys):

@@ -10,9 +10,12 @@ The starting model (the embedded one, or --model) is fine-tuned on the rest for 
 training clips) and at most --minutes (small learning rate, outputs and weights kept near the starting model's,
 augmentation and silence padding as in training), and the last step is kept (--select-by loss|wer: the best
 held-out one; a fifth of a few dozen clips is too few to pick a step by). --mix F keeps the weights F of the way
-from the starting model's to the fine-tuned ones (default 1: the fine-tuned ones). The held-out WER before and
-after, with the default decoding, decides: if it fell, the model is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt
-(`asr.model.user_models`); if not, the command says so, saves nothing, and the starting model stays what you use.
+from the starting model's to the fine-tuned ones (default 1: the fine-tuned ones). The held-out scores before and
+after decide: the WER with the default decoding, an equal WER broken by the CER (same decoding), an equal CER by the
+mean CTC loss per clip (a handful of one-word clips moves the WER in steps of 10-20 points, the loss moves with
+every change). If the adapted model is better, it is saved as $XDG_DATA_HOME/gru-asr/models/NAME.pt
+(`asr.model.user_models`); if not, the command says so, saves nothing, and the starting model stays what you use,
+unless --keep saves it anyway. Both print the scores before and after.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training (default 2)")
     p.add_argument("--seed", type=int, default=0, help="picks the held-out clips and the training order")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="save the adapted model even if it did no better on the held-out clips (the scores are printed)",
+    )
     t = p.add_argument_group("fine-tuning (defaults measured by benchmarks/adapt.py)")
     t.add_argument("--lr", type=float, default=LEARNING_RATE, help=f"peak learning rate (default {LEARNING_RATE:g})")
     t.add_argument(
@@ -124,15 +132,64 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- measuring -----------------------------------------------------------------------------------------------
+def _decoded(model, entries: list[dict], decoding) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) of the readable entries, decoded with `decoding` (an asr.DecodingConfig)."""
+    from asr.apps.evaluate import transcribe_entries
+    from asr.model.tokenizer import normalize_text
+
+    factory = decoding.beam_factory(model.tokens)
+    results = transcribe_entries(model, entries, beam=factory() if factory else None)
+    return [normalize_text(e["text"]) for e, _ in results], [h for _, h in results]
+
+
 def held_out_wer(model, entries: list[dict], decoding) -> float:
     """WER of `model` on the entries, with `decoding` (an asr.DecodingConfig)."""
     import jiwer
 
-    from asr.apps.evaluate import transcribe_entries
+    return jiwer.wer(*_decoded(model, entries, decoding))
 
-    factory = decoding.beam_factory(model.tokens)
-    results = transcribe_entries(model, entries, beam=factory() if factory else None)
-    return jiwer.wer([e["text"] for e, _ in results], [h for _, h in results])
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A model's scores on the held-out clips: WER and CER with the default decoding, and the mean CTC loss per
+    clip (nats per target letter, as training's validation computes it, on the clips' features)."""
+
+    wer: float
+    cer: float
+    loss: float
+
+
+def held_out_scores(model, entries: list[dict], decoding) -> HeldOut:
+    """`model`'s HeldOut scores on the entries; WER and CER with `decoding` (an asr.DecodingConfig)."""
+    import jiwer
+    import torch
+
+    from asr.model.tokenizer import CharTokenizer
+    from asr.train.dataset import ASRDataset, collate
+    from asr.train.validation import validate
+
+    refs, hyps = _decoded(model, entries, decoding)
+    tokenizer = CharTokenizer(model.tokens)
+    clips = torch.utils.data.DataLoader(ASRDataset(entries, tokenizer), batch_size=1, collate_fn=collate)
+    loss = validate(model, clips, tokenizer, "cpu")["loss"]  # one clip per batch: the mean over clips
+    return HeldOut(jiwer.wer(refs, hyps), jiwer.cer(refs, hyps), loss)
+
+
+def judge(before: HeldOut, after: HeldOut) -> tuple[bool, str]:
+    """(whether `after` is better, why): a lower WER; at an equal WER a lower CER; at both equal a lower loss."""
+    for name, old, new in (("WER", before.wer, after.wer), ("CER", before.cer, after.cer)):
+        if new != old:
+            return new < old, f"{name} {'fell' if new < old else 'rose'}"
+    if after.loss < before.loss:
+        return True, "the same WER and CER, lower loss"
+    return False, "the same WER and CER, loss not lower"
+
+
+def scores_line(before: HeldOut, after: HeldOut) -> str:
+    return (
+        f"held-out WER {before.wer:.1%} -> {after.wer:.1%}, CER {before.cer:.1%} -> {after.cer:.1%},"
+        f" CTC loss per clip {before.loss:.3f} -> {after.loss:.3f}"
+    )
 
 
 class Progress:
@@ -242,13 +299,14 @@ def record(args) -> Path:
 # -- the command ------------------------------------------------------------------------------------------------
 @dataclass
 class Outcome:
-    """What one adaptation did: the held-out WERs (default decoding) before and after, and the model saved."""
+    """What one adaptation did: the held-out scores before and after, whether they improved, the model saved."""
 
-    before: float
-    after: float
+    before: HeldOut
+    after: HeldOut
+    improved: bool  # by WER, at an equal WER by CER, at both equal by loss (`judge`)
     train_clips: int
     held_out_clips: int
-    saved: Path | None  # None: the adapted model was no better on the held-out clips
+    saved: Path | None  # None: the adapted model was no better on the held-out clips (and no --keep)
 
 
 def check(args) -> None:
@@ -274,7 +332,8 @@ def start_model_path(model: str | None) -> Path:
 
 
 def adapt(args, target: Path) -> Outcome:
-    """Fine-tune on args.source's clips; save the model as `target` if its held-out WER fell."""
+    """Fine-tune on args.source's clips; save the model as `target` if its held-out scores improved (`judge`), or
+    whatever they did with args.keep."""
     import asr
     from asr.decode.config import DecodingConfig
     from asr.model.checkpoint import load_checkpoint, save_checkpoint
@@ -297,7 +356,7 @@ def adapt(args, target: Path) -> Outcome:
         file=sys.stderr,
     )
     decoding = DecodingConfig().resolved()
-    before = held_out_wer(start, held, decoding)
+    before = held_out_scores(start, held, decoding)
     with tempfile.TemporaryDirectory(prefix="asr_adapt_") as tmp:
         work = Path(tmp)
         write_manifest(work / "train.jsonl", train)
@@ -305,18 +364,25 @@ def adapt(args, target: Path) -> Outcome:
         best = load_checkpoint(fine_tune(start_path, work / "train.jsonl", work / "held.jsonl", work / "exp", args))
         if args.mix < 1:
             best.load_state_dict(mixed(start.state_dict(), best.state_dict(), args.mix))
-        after = held_out_wer(best, held, decoding)
-        outcome = Outcome(before, after, len(train), len(held), None)
-        if after >= before:
+        after = held_out_scores(best, held, decoding)
+        improved, why = judge(before, after)
+        outcome = Outcome(before, after, improved, len(train), len(held), None)
+        print(scores_line(before, after), file=sys.stderr)
+        if not improved and not args.keep:
             print(
-                f"held-out WER did not improve ({before:.1%} -> {after:.1%}): nothing saved, keep using {start_path}",
+                f"the held-out scores did not improve ({why}): nothing saved, keep using {start_path}"
+                " (--keep saves the adapted model anyway)",
                 file=sys.stderr,
             )
             return outcome
-        extra = {**best.extra, "adapted_from": str(start_path), "held_out_wer": {"before": before, "after": after}}
+        held_out = {"before": asdict(before), "after": asdict(after), "improved": improved}
+        extra = {**best.extra, "adapted_from": str(start_path), "held_out": held_out}
         extra.update(clips={"train": len(train), "held_out": len(held)}, minutes=args.minutes, mix=args.mix)
         save_checkpoint(target, best, best.tokens, extra)
-    print(f"held-out WER {before:.1%} -> {after:.1%}; saved {target}", file=sys.stderr)
+    if improved:
+        print(f"better on the held-out clips ({why}); saved {target}", file=sys.stderr)
+    else:
+        print(f"the held-out scores did not improve ({why}); saved {target} anyway (--keep)", file=sys.stderr)
     print(f"use it with: asr transcribe --model {args.name} FILE (and stream, mic, serve)", file=sys.stderr)
     outcome.saved = target
     return outcome
