@@ -34,6 +34,11 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "asr.apps.cli", *map(str, args)], capture_output=True, text=True)
 
 
+def test_version():
+    proc = run_cli("--version")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"gru-asr {asr.__version__}\n", "")
+
+
 def test_missing_file_is_one_line_and_others_still_transcribed(tiny_checkpoint, speech_wav, tmp_path):
     proc = run_cli("transcribe", "--model", tiny_checkpoint, "--json", tmp_path / "nope.wav", speech_wav)
     assert proc.returncode == 1

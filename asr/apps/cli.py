@@ -81,7 +81,10 @@ def cmd_transcribe(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from asr import __version__
+
     parser = argparse.ArgumentParser(prog="asr", description="gru-asr: streaming speech recognition")
+    parser.add_argument("--version", action="version", version=f"gru-asr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     t = sub.add_parser("transcribe", help="transcribe audio files with a model")
     t.add_argument("files", nargs="+", metavar="FILE", help="wav, flac, ogg or mp3, any rate and channel count")
