@@ -49,6 +49,13 @@ def test_missing_file_is_one_line_and_others_still_transcribed(tiny_checkpoint, 
     assert result["duration"] == pytest.approx(2.3, abs=1.0)
 
 
+def test_eval_of_an_audio_file_says_it_is_no_manifest_in_one_line(speech_wav):
+    proc = run_cli("eval", "--decoding", "greedy", speech_wav)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"asr: error: {speech_wav}: not a JSONL manifest (it is WAV audio;")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[:1000]
+
+
 def test_corrupt_model_is_one_line(tmp_path, speech_wav):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)

@@ -101,6 +101,31 @@ def test_bad_manifest_line_is_warned_and_skipped(tmp_path, wavs, problem):
     assert problem.split(" (")[0] in message
 
 
+def test_a_file_that_is_no_manifest_is_one_error_not_a_warning_per_line(tmp_path, wavs):
+    """An audio file, other binary data, or text most of whose lines are not JSON objects: one DataError naming the
+    file and why, and no warning at all (an audio file gave hundreds of 'invalid JSON' ones)."""
+    good = json.dumps({"id": "good", "audio": str(wavs[0]), "duration": 1.5, "text": "the cat"})
+    sf.write(tmp_path / "a.flac", load_audio(wavs[0]), SAMPLE_RATE)
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).integers(0, 256, 9000, np.uint8).tobytes())
+    (tmp_path / "notes.txt").write_text("some notes\n" * 30 + good + "\n" + "[1, 2]\n")
+    cases = {
+        wavs[0]: "it is WAV audio",
+        tmp_path / "a.flac": "it is FLAC audio",
+        tmp_path / "random.bin": "it is binary data",
+        tmp_path / "notes.txt": "31 of its 32 lines are not JSON objects, line 1: invalid JSON",
+    }
+    for path, reason in cases.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(DataError) as caught:
+                read_manifest(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: not a JSONL manifest ({reason}") and "\n" not in message, message
+    (tmp_path / "half.jsonl").write_text(good + "\nnot json\n")  # half its lines good: a manifest, one warning
+    with pytest.warns(UserWarning, match="half.jsonl:2: skipped: invalid JSON"):
+        assert [e["id"] for e in read_manifest(tmp_path / "half.jsonl")] == ["good"]
+
+
 def test_missing_manifest_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no such manifest"):
         read_manifest(tmp_path / "nope.jsonl")

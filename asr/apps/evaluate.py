@@ -31,6 +31,7 @@ from asr.model.checkpoint import CheckpointError
 from asr.model.tokenizer import normalize_text
 from asr.model.user_models import MODEL_HELP
 from asr.train.manifests import DataError, read_manifest
+from asr.util.errors import fail
 
 BATCH_SECONDS = 120.0  # padded audio seconds per forward pass
 
@@ -94,20 +95,19 @@ def main(argv=None) -> int:
         if args.batch_seconds <= 0:
             raise ValueError(f"--batch-seconds must be positive, not {args.batch_seconds:g}")
         decoding = DecodingConfig.from_args(args)
-        model = asr.load_model(args.model, device=args.device)
         sets = [(m, read_manifest(m)) for m in args.manifests]
+        model = asr.load_model(args.model, device=args.device)
         factory = decoding.beam_factory(model.tokens)
         beam = factory() if factory else None
     except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
-        print(f"asr eval: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
     rows, failed = [], False
     for path, entries in sets:
         with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
             results = transcribe_entries(model, entries, args.device, args.batch_seconds, bar, beam)
         if not results:
-            print(f"asr eval: error: {path}: no usable utterances", file=sys.stderr)
+            fail(f"{path}: no usable utterances")
             failed = True
             continue
         refs = [normalize_text(e["text"]) for e, _ in results]

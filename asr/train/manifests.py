@@ -3,7 +3,8 @@
 A manifest holds one JSON object per line:
     {"id": "1089-134686-0000", "audio": "clips/a.flac", "duration": 10.4, "text": "he hoped ...", "speaker": "1089"}
 Relative `audio` paths resolve against the manifest's folder. Bad lines and unreadable audio are
-reported as warnings and skipped; they never stop a run.
+reported as warnings and skipped; they never stop a run. A file that is no manifest at all (binary data such as
+an audio file, or text most of whose lines are not JSON objects) is one DataError instead.
 
 CLI: python -m asr.train.manifests {librispeech,commonvoice,folder,tsv} ROOT OUT.jsonl [--tsv TABLE]
 """
@@ -24,6 +25,11 @@ from asr.util.atomic import atomic_open
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 FIELDS = {"id": str, "audio": str, "duration": (int, float), "text": str}  # required fields and their types
+# a file more of whose non-empty lines than this share are not JSON objects is not a manifest (one error, not a
+# warning per line); a manifest with a few bad lines is read, with a warning for each
+NOT_MANIFEST_SHARE = 0.5
+SNIFF_BYTES = 4096  # the first bytes looked at for binary data
+AUDIO_MAGIC = ((b"RIFF", "WAV audio"), (b"fLaC", "FLAC audio"), (b"OggS", "Ogg audio"), (b"ID3", "MP3 audio"))
 
 
 class DataError(ValueError):
@@ -60,27 +66,53 @@ def _check_entry(obj, folder: Path) -> tuple[dict | None, str]:
     return {**obj, "audio": str(audio.resolve())}, ""
 
 
+def _binary(head: bytes) -> str | None:
+    """What the first bytes of a file say it is when it is not text ("WAV audio", "binary data"), or None."""
+    for magic, kind in AUDIO_MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame's sync word
+        return "MP3 audio"
+    return "binary data" if b"\0" in head else None
+
+
 def read_manifest(path) -> list[dict]:
-    """Read a JSONL manifest; audio paths come back absolute. Bad lines are warned about and skipped."""
+    """Read a JSONL manifest; audio paths come back absolute. Bad lines are warned about and skipped; a file that
+    is no manifest (binary, or mostly lines that are not JSON objects) is a DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such manifest")
+    hint = "a manifest has one JSON object per line, as `python -m asr.train.manifests` writes"
+    with open(path, "rb") as f:
+        kind = _binary(f.read(SNIFF_BYTES))
+    if kind:
+        raise DataError(f"{path}: not a JSONL manifest (it is {kind}; {hint})")
     folder = path.resolve().parent
-    entries = []
+    entries, problems, lines, not_objects, first = [], [], 0, 0, ""
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            lines += 1
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                _warn(f"{path}:{n}: skipped: invalid JSON ({exc.msg})")
-                continue
-            entry, problem = _check_entry(obj, folder)
-            if entry is None:
-                _warn(f"{path}:{n}: skipped: {problem}")
+                obj, problem = None, f"invalid JSON ({exc.msg})"
+            else:
+                entry, problem = _check_entry(obj, folder)
+            if not isinstance(obj, dict):
+                not_objects, first = not_objects + 1, first or f"line {n}: {problem}"
+                problems.append(f"{path}:{n}: skipped: {problem}")
+            elif entry is None:
+                problems.append(f"{path}:{n}: skipped: {problem}")
             else:
                 entries.append(entry)
+    if not_objects > NOT_MANIFEST_SHARE * lines:
+        raise DataError(
+            f"{path}: not a JSONL manifest ({not_objects} of its {lines} lines are not JSON objects, {first}; {hint})"
+        )
+    for problem in problems:
+        _warn(problem)
     return entries
 
 
