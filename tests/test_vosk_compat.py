@@ -141,6 +141,54 @@ def test_options_words_alternatives_grammar_and_reset(speech_wav, model):
     assert json.loads(rec.FinalResult())["text"]
 
 
+def test_max_alternatives_set_while_audio_is_in_apply_to_the_next_result(speech_wav, model):
+    """As in Vosk, whose results read the setting when they are made: set halfway through the audio, it gives
+    that utterance's final result the alternatives of a recognizer set so from the start; 0 turns them off."""
+    chunks, rate = chunks_of(speech_wav)
+    from_start = KaldiRecognizer(model, rate)
+    from_start.SetMaxAlternatives(3)
+    for data in chunks:
+        from_start.AcceptWaveform(data)
+    expected = json.loads(from_start.FinalResult())
+    assert len(expected["alternatives"]) > 1  # the sentence has several readings in the beam
+
+    rec = KaldiRecognizer(model, rate)
+    rec.SetWords(True)
+    for data in chunks[: len(chunks) // 2]:
+        rec.AcceptWaveform(data)
+    rec.SetMaxAlternatives(3)
+    for data in chunks[len(chunks) // 2 :]:
+        rec.AcceptWaveform(data)
+    assert json.loads(rec.FinalResult()) == expected
+    for data in chunks[:2]:
+        rec.AcceptWaveform(data)
+    rec.SetMaxAlternatives(0)
+    for data in chunks[2:]:
+        rec.AcceptWaveform(data)
+    plain = json.loads(rec.FinalResult())
+    assert plain["text"] == expected["alternatives"][0]["text"] and plain["result"]
+
+
+def test_after_final_result_the_recognizer_starts_afresh(speech_wav, model):
+    """Vosk's FinalResult ends the stream: the next audio gets a new decoder and feature pipeline, and its times go
+    on from the end of the audio before. The same clip twice gives the same result, moved by its length."""
+    chunks, rate = chunks_of(speech_wav)
+    rec = KaldiRecognizer(model, rate)
+    rec.SetWords(True)
+    results = []
+    for _ in range(2):
+        for data in chunks:
+            rec.AcceptWaveform(data)
+        results.append(json.loads(rec.FinalResult()))
+        assert json.loads(rec.PartialResult()) == {"partial": ""}
+    first, second = results
+    assert second["text"] == first["text"] and len(second["result"]) == len(first["result"]) > 0
+    shift = second["result"][0]["start"] - first["result"][0]["start"]
+    assert shift == pytest.approx(sum(len(c) for c in chunks) / 2 / rate, abs=0.021)  # to the nearest 40 ms frame
+    for a, b in zip(first["result"], second["result"], strict=True):
+        assert b == {**a, "start": pytest.approx(a["start"] + shift), "end": pytest.approx(a["end"] + shift)}
+
+
 def test_bad_arguments_are_value_errors(model):
     with pytest.raises(ValueError, match="JSON list"):
         KaldiRecognizer(model, 16000, "zebra")

@@ -16,7 +16,11 @@ Results are Vosk's JSON strings: `{"text": ...}` (with `"result": [{"conf", "end
 SetWords(True)), `{"partial": ...}` (with `"partial_result"` after SetPartialWords(True)), or
 `{"alternatives": [{"confidence", "text"}]}` after SetMaxAlternatives(n > 0). A grammar (a JSON list of
 phrases, as Vosk takes) boosts those phrases as hotwords; it is not a closed vocabulary, and "[unk]" is ignored.
-Options may be set at any time; alternatives and grammars apply from the next utterance on.
+Options may be set at any time. As in Vosk, SetWords, SetPartialWords and SetMaxAlternatives apply to the results
+that follow, the utterance in progress included (a result decoded at an endpoint before the call keeps the
+options it was decoded with); a grammar set while audio is in applies after the next Reset() or FinalResult().
+After FinalResult() the recognizer starts afresh, as Vosk's does: the next audio is a new stream (no features,
+model state or queued samples carried over) whose times go on from the end of the audio before.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class KaldiRecognizer:
         self._partial_words = False
         self._alternatives = 0
         self._hotwords: tuple[tuple[str, float], ...] = ()
-        self._pending = False  # options changed while audio was in: new recognizer after Reset/FinalResult
+        self._pending = False  # decoding options changed while audio was in: new decoders after Reset/FinalResult
         if grammar is not None:
             self._hotwords = _grammar(grammar)
         self._rec = self._new()
@@ -76,6 +80,7 @@ class KaldiRecognizer:
             self._pending = True
         else:
             self._rec = self._new()
+            self._pending = False
 
     # -- options (Vosk's setters) ----------------------------------------------------------
     def SetWords(self, enable: bool) -> None:
@@ -85,10 +90,18 @@ class KaldiRecognizer:
         self._partial_words = bool(enable)
 
     def SetMaxAlternatives(self, n: int) -> None:
+        """From the next result on, the utterance in progress included (Vosk reads it when it makes a result)."""
         if int(n) < 0:
             raise ValueError("max alternatives must be >= 0")
         self._alternatives = int(n)
-        self._reconfigure()
+        stream = self._rec.stream
+        if not stream.received:
+            self._reconfigure()
+            return
+        stream.max_alternatives = self._alternatives  # the stream in progress: its next results
+        if stream.beam is not None:
+            stream.beam.nbest = max(1, self._alternatives)
+        self._pending = True  # the streams after a Reset() or FinalResult(): decoders made for them
 
     def SetGrammar(self, grammar: str) -> None:
         self._hotwords = _grammar(grammar)
@@ -107,8 +120,10 @@ class KaldiRecognizer:
         return self._format(self._rec.result())
 
     def FinalResult(self) -> str:
+        """The rest of the audio decoded; then, as in Vosk, the next audio starts a fresh stream (its times go on)."""
         result = self._format(self._rec.final_result())
-        self._apply_pending()
+        stream = self._rec.stream
+        self._restart(round(stream.end_time / stream.frame_shift))
         return result
 
     def PartialResult(self) -> str:
@@ -123,11 +138,13 @@ class KaldiRecognizer:
         self._apply_pending()
 
     def _apply_pending(self) -> None:
-        if not self._pending:
-            return
+        if self._pending:  # a stream that goes on where this one is, as Recognizer.reset() does
+            self._restart(self._rec.stream.frame + self._rec.stream.ready // self._rec.engine.subsampling)
+
+    def _restart(self, frame: int) -> None:
+        """A new stream whose times begin at output frame `frame` (with new decoders if options changed)."""
+        rec = self._new() if self._pending else self._rec
         self._pending = False
-        frame = self._rec.stream.frame + self._rec.stream.ready // self._rec.engine.subsampling
-        rec = self._new()  # a stream that goes on where this one is, as Recognizer.reset() does
         rec.engine.remove_stream(rec.stream)
         rec.stream = rec.engine.add_stream(rec.sample_rate, frame=frame, **rec.options)
         self._rec = rec
