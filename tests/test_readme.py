@@ -1,0 +1,26 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from conftest import REPO
+
+import asr
+
+
+def readme_block(heading: str, language: str = "python") -> str:
+    """The first ```LANGUAGE block after the README's `## HEADING`."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(f"\n## {heading}\n") :]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_streaming_example_runs_and_gives_the_offline_text(default_model, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    exec(compile(readme_block("Stream"), "README.md (## Stream)", "exec"), {})
+    printed = [ast.literal_eval(line) for line in capsys.readouterr().out.splitlines()]
+    assert any("partial" in r for r in printed) and "text" in printed[-1]
+    text = " ".join(r["text"] for r in printed if r.get("text"))
+    assert text == asr.transcribe(default_model, REPO / "examples" / "hello.wav")["text"]
