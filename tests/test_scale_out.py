@@ -83,8 +83,9 @@ class Replica:
 
 @pytest.fixture
 def cluster(tmp_path):
-    """Three replicas (drain 20 s on SIGTERM) behind nginx: (replicas, nginx)."""
-    replicas = [Replica(tmp_path, name, "--drain-seconds", "20") for name in "abc"]
+    """Three replicas behind nginx: (replicas, nginx). On SIGTERM a replica drains until its streams have ended, for
+    at most 300 s: a bound no busy machine reaches (a drain that ran out would close the streams left 1001)."""
+    replicas = [Replica(tmp_path, name, "--drain-seconds", "300") for name in "abc"]
     try:
         for r in replicas:
             r.wait_listening()
@@ -195,16 +196,16 @@ def test_a_killed_replica_closes_its_streams_and_the_others_go_on(cluster, clips
     async def run():
         tasks = await slow_streams(lb, clips, replicas, 30)
         b.proc.kill()
-        killed = time.monotonic()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         later = [await stream(lb.url, clips[i % len(clips)]) for i in range(6)]
-        return results, time.monotonic() - killed, later
+        return results, later
 
-    results, waited, later = asyncio.run(run())
+    results, later = asyncio.run(run())
     lost = [r for r in results if isinstance(r, BaseException)]
     kept = [r for r in results if not isinstance(r, BaseException)]
     assert lost and all(isinstance(e, ConnectionClosed) for e in lost)  # b's clients see a close...
-    assert waited < 20  # ... not a hang (the ping timeout is 20 s; nginx closes them at once)
+    # ... nginx's, as b dies, not a hang ended by their own keepalive timeout (20 s of pings: close 1011)
+    assert not [e for e in lost if e.sent and e.sent.code == 1011], [str(e) for e in lost]
     assert all(r["text"] and r["close"] == 1000 and r["upstream"] != b.address for r in kept)
     assert len(kept) + len(lost) == 30 and len(kept) >= 15
     assert all(r["text"] and b.address not in r["upstream"].split(", ")[-1] for r in later)
