@@ -106,8 +106,11 @@ def build_arpa(sentences: Iterable[str], path, order: int = 3) -> Path:
 
 def write_arpa(table: list[dict[tuple[str, ...], tuple[float, float | None]]], path) -> Path:
     """ARPA text of {n-gram: (log10 p, log10 bow or None)} per order, written atomically (a temporary file
-    renamed into place)."""
+    renamed into place). A unigram model is written as a bigram model without bigrams (back-off weights 0, the
+    same probabilities): KenLM loads nothing below order 2."""
     path = Path(path)
+    if len(table) == 1:
+        table = [{g: (logp, 0.0 if bow is None else bow) for g, (logp, bow) in table[0].items()}, {}]
     with atomic_open(path) as f:
         f.write("\\data\\\n" + "".join(f"ngram {n}={len(grams)}\n" for n, grams in enumerate(table, 1)))
         for n, grams in enumerate(table, 1):
