@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, metavar="WAV", help="also write the captured audio to this WAV file")
     p.add_argument("--json", action="store_true", help="print results as JSON lines (partials when they change)")
     add_threads_argument(p)
-    DecodingConfig.add_arguments(p)  # for the local model; a server decodes as it was started
+    DecodingConfig.add_arguments(p)  # for the local model; a server decodes as it was started (--grammar goes to it)
     return p
 
 
@@ -122,9 +122,10 @@ class LocalSink:
 class ServerSink:
     """A Vosk-compatible server: config, one binary message per block with one reply each, eof."""
 
-    def __init__(self, ws, rate: int):
+    def __init__(self, ws, rate: int, grammar: tuple[str, ...] | None = None):
         self.ws = ws
-        self.ws.send(json.dumps({"config": {"sample_rate": rate, "words": True}}))
+        config = {"sample_rate": rate, "words": True} | ({"grammar": list(grammar)} if grammar else {})
+        self.ws.send(json.dumps({"config": config}))
 
     def feed(self, pcm: bytes) -> dict:
         self.ws.send(pcm)
@@ -142,7 +143,7 @@ class ServerSink:
 
 
 @contextlib.contextmanager
-def server_sink(url: str, rate: int, token: str | None, cafile: str | None):
+def server_sink(url: str, rate: int, token: str | None, cafile: str | None, grammar: tuple[str, ...] | None = None):
     import ssl
 
     from websockets.sync.client import connect
@@ -154,14 +155,14 @@ def server_sink(url: str, rate: int, token: str | None, cafile: str | None):
             ws = stack.enter_context(connect(url, additional_headers=headers, ssl=context, open_timeout=10))
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise UserError(f"cannot connect to {url}: {exc}") from None
-        yield ServerSink(ws, rate)
+        yield ServerSink(ws, rate, grammar)
 
 
 def open_sink(args, rate: int):
     """A context manager giving the sink that --server or --model asks for."""
-    if args.server:
-        return server_sink(args.server, rate, args.token, args.cafile)
     decoding = DecodingConfig.from_args(args)
+    if args.server:  # the server decodes as it was started; a grammar goes with the config
+        return server_sink(args.server, rate, args.token, args.cafile, decoding.grammar)
     return contextlib.nullcontext(LocalSink(args.model, rate, "cpu" if args.cpu else "auto", decoding))
 
 

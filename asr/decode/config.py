@@ -7,7 +7,8 @@
 - "greedy": the best token per frame, no LM (cheapest; what partial results always use).
 
 Hotwords or n-best alternatives need the beam: with "greedy" they switch that stream to beam search without
-an LM. When the default LM cannot be had (pocketsphinx missing, an unwritable cache) finals fall back to
+an LM. A grammar (`asr.decode.grammar`: Vosk's list of phrases) closes the vocabulary: beam search over its
+phrases only, in place of the LM and hotwords, with "[unk]" where it lists it. When the default LM cannot be had (pocketsphinx missing, an unwritable cache) finals fall back to
 greedy decoding with one warning, so recognition still works.
 
 The defaults were tuned on so762_dev only (speechocean762's validation speakers; see the README).
@@ -22,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.decode.grammar import DEFAULT_UNK_THRESHOLD, GrammarError, check_phrases, compile_grammar, load_grammar
 from asr.lm.arpa import DEFAULT_LM_WEIGHT
 
 DEFAULT_LM = "default"  # the general-English LM (asr.lm.default)
@@ -49,7 +51,10 @@ def _warn_once(message: str) -> None:
 class DecodingConfig:
     """method "beam" | "greedy"; lm: "default", a path (.arpa, or a KenLM binary with `lexicon`) or None (no
     LM); lm_weight x log10 LM probabilities and word_score per word are added to the acoustic ln-probs;
-    hotwords: ((phrase, weight), ...), boosted in beam search; nbest: alternatives a final result carries."""
+    hotwords: ((phrase, weight), ...), boosted in beam search; nbest: alternatives a final result carries;
+    grammar: (phrase, ...), Vosk's list with "[unk]" and `asr.decode.grammar`'s patterns: only those phrases
+    come out (the LM and hotwords are not used); unk_threshold: nats per letter a phrase may fall below the
+    model's best path before it is "[unk]"."""
 
     method: str = "beam"
     beam_size: int = DEFAULT_BEAM_SIZE
@@ -62,6 +67,8 @@ class DecodingConfig:
     hotwords: tuple[tuple[str, float], ...] = ()
     hotword_weight: float = DEFAULT_HOTWORD_WEIGHT
     nbest: int = 1
+    grammar: tuple[str, ...] | None = None
+    unk_threshold: float = DEFAULT_UNK_THRESHOLD
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -80,6 +87,9 @@ class DecodingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name.replace('_', ' ')} must be a finite number, not {value!r}")
+        unk = self.unk_threshold
+        if isinstance(unk, bool) or not isinstance(unk, (int, float)) or math.isnan(unk):
+            raise ValueError(f"unk threshold must be a number (inf: never [unk]), not {unk!r}")
         if self.lm_weight < 0:
             raise ValueError(f"lm weight must be >= 0, not {self.lm_weight}")
         if self.beam_threshold <= 0:
@@ -97,16 +107,21 @@ class DecodingConfig:
                 raise ValueError(f"bad hotword weight {weight!r} for {phrase!r}: want a finite number")
             hotwords.append((phrase, float(weight)))
         object.__setattr__(self, "hotwords", tuple(hotwords))
+        if self.grammar is not None:
+            object.__setattr__(self, "grammar", check_phrases(self.grammar))  # GrammarError: a ValueError
 
     def replace(self, **changes) -> DecodingConfig:
         return dataclasses.replace(self, **changes)
 
     @property
     def uses_beam(self) -> bool:
-        """Whether finals need beam search: asked for, or for hotwords or alternatives."""
-        return self.method == "beam" or bool(self.hotwords) or self.nbest > 1
+        """Whether finals need beam search: asked for, or for hotwords, alternatives or a grammar."""
+        return self.method == "beam" or bool(self.hotwords) or self.nbest > 1 or self.grammar is not None
 
     def describe(self) -> str:
+        if self.grammar is not None:
+            unk = f", [unk] beyond {self.unk_threshold:g}/letter" if compile_grammar(self.grammar).unk else ""
+            return f"grammar of {len(self.grammar)} phrases, beam {self.beam_size}{unk}"
         if not self.uses_beam:
             return "greedy"
         lm = "no LM" if self.lm is None or self.method == "greedy" else f"LM {self.lm} x {self.lm_weight:g}"
@@ -116,8 +131,8 @@ class DecodingConfig:
     def resolved(self) -> DecodingConfig:
         """This config with the default LM replaced by its file (built on first use); where it cannot be had,
         greedy decoding, with one warning. Servers resolve once at start-up; `beam_factory` resolves itself."""
-        if self.method == "greedy" or self.lm != DEFAULT_LM:
-            return self
+        if self.method == "greedy" or self.lm != DEFAULT_LM or self.grammar is not None:
+            return self  # a grammar needs no LM
         from asr.lm.default import LMUnavailable, default_lm_path
 
         try:
@@ -132,6 +147,19 @@ class DecodingConfig:
         config = self.resolved()
         if not config.uses_beam:
             return None
+        if config.grammar is not None:
+            from asr.decode.grammar_decoder import grammar_factory
+
+            return grammar_factory(
+                tokens,
+                config.grammar,
+                beam_size=config.beam_size,
+                token_beam=config.token_beam,
+                beam_threshold=config.beam_threshold,
+                word_score=config.word_score,
+                unk_threshold=config.unk_threshold,
+                nbest=config.nbest,
+            )
         from asr.decode.beam import beam_factory_from_options
 
         free = config.lexicon == LEXICON_FREE
@@ -183,6 +211,19 @@ class DecodingConfig:
             default=DEFAULT_WORD_SCORE,
             help=f"score per word (default {DEFAULT_WORD_SCORE:g})",
         )
+        g.add_argument(
+            "--grammar",
+            metavar="FILE|JSON",
+            help='only these phrases come out: a JSON list as Vosk takes it (\'["yes", "no", "[unk]"]\'), or a file '
+            "with one (or one phrase per line); replaces the LM and hotwords (see README, Decoding)",
+        )
+        g.add_argument(
+            "--unk-threshold",
+            type=float,
+            default=DEFAULT_UNK_THRESHOLD,
+            help=f"with [unk] in the grammar: nats per letter the best phrase may fall below the model's best path "
+            f"(default {DEFAULT_UNK_THRESHOLD:g}; lower: more [unk])",
+        )
         if hotwords:
             g.add_argument(
                 "--hotword", action="append", default=[], metavar="PHRASE[:WEIGHT]", help="boost a phrase (repeatable)"
@@ -207,6 +248,11 @@ class DecodingConfig:
                 except ValueError:
                     raise ValueError(f"bad hotword weight {weight!r} in {spec!r}: want PHRASE:NUMBER") from None
             hotwords.append((spec, getattr(args, "hotword_weight", DEFAULT_HOTWORD_WEIGHT)))
+        grammar = getattr(args, "grammar", None)
+        try:
+            grammar = None if grammar is None else load_grammar(grammar)
+        except GrammarError as e:
+            raise ValueError(f"--grammar: {e}") from None
         return cls(
             method=args.decoding,
             beam_size=args.beam_size,
@@ -216,4 +262,6 @@ class DecodingConfig:
             word_score=args.word_score,
             hotwords=tuple(hotwords),
             hotword_weight=getattr(args, "hotword_weight", DEFAULT_HOTWORD_WEIGHT),
+            grammar=grammar,
+            unk_threshold=getattr(args, "unk_threshold", DEFAULT_UNK_THRESHOLD),
         )

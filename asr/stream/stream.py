@@ -226,6 +226,8 @@ class Stream:
         return bool(self.finals)
 
     def partial(self) -> dict:
+        if getattr(self.beam, "closed", False):  # a grammar: its best phrase prefix, not letters outside it
+            return {"partial": self.beam.best()}
         return {"partial": self.greedy.text()}
 
     def pop_final(self) -> dict:
