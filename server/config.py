@@ -45,7 +45,8 @@ class ServerConfig:
 def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
     """Per-stream decoding from the server's `decoding` (default `DecodingConfig()`: beam search with the
     general English LM) and a client's options: "decoding" ("beam" | "greedy"), phrase_list (boosted
-    hotwords, not a closed grammar as in Vosk's small models) and max_alternatives (n-best, beam search).
+    hotwords), grammar (a closed list of phrases, as Vosk's; it takes the place of the server's) and
+    max_alternatives (n-best, beam search).
     The LM is loaded here, once per process, so a mistake fails start-up and no connection waits for it."""
     from asr.model.tokenizer import normalize_text
 
@@ -54,21 +55,24 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
 
     def factory(options: dict):
         phrases = [p for p in (normalize_text(p) for p in options.get("phrase_list") or ()) if p]
+        grammar = options.get("grammar")
         config = base.replace(
             method=options.get("decoding") or base.method,
             hotwords=tuple((p, base.hotword_weight) for p in phrases),
             nbest=max(1, options.get("max_alternatives") or 0),
+            grammar=tuple(grammar) if grammar else base.grammar,
         )
         if not config.uses_beam:
             return None
         made = []
 
         def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list by the
-            if not made:  # server's decoder builder (the largest phrase_list takes 0.3-0.8 s to build)
+            if not made:  # server's decoder builder (the largest phrase_list takes 0.3-0.8 s to build, a grammar's
+                # decoder is quick once `protocol.check_grammar` has compiled it)
                 made.append(config.beam_factory(tokens))
             return made[0]()
 
-        per_stream.costly = bool(phrases)
+        per_stream.costly = bool(phrases or grammar)
         return per_stream
 
     return factory

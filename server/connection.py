@@ -47,6 +47,7 @@ class Connection:
             "words": True,
             "max_alternatives": 0,
             "phrase_list": None,
+            "grammar": None,
             "decoding": None,
         }
         self.stream = None
@@ -145,10 +146,14 @@ class Connection:
         if isinstance(command, protocol.Config):
             if self.binary_seen:
                 raise ProtocolError("config must come before the audio", "config_after_audio", CLOSE_POLICY)
+            if command.grammar is not None:  # compiled off the event loop (10,000 phrases take a fraction of a second)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self.app.decoder_builder, protocol.check_grammar, command.grammar)
             self.options = command.merged_into(self.options)
             self.rate = self.options["sample_rate"]
             self.rate_configured = self.rate_configured or command.sample_rate is not None
-            self.log("config", **{k: json.dumps(v) for k, v in self.options.items() if v is not None})
+            shown = {k: f"{len(v)} phrases" if k == "grammar" and v else v for k, v in self.options.items()}
+            self.log("config", **{k: json.dumps(v) for k, v in shown.items() if v is not None})
             return None  # Vosk's server sends nothing back for a config
         reply = await self.final()
         if isinstance(command, protocol.Eof):

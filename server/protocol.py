@@ -2,7 +2,8 @@
 
 Client -> server text messages (JSON, any spacing):
     {"config": {"sample_rate": 16000, "words": true, "max_alternatives": 0, "phrase_list": ["..."],
-                "decoding": "beam" | "greedy"}}    (decoding is ours: finals by beam search + LM, or greedy)
+                "grammar": ["yes", "no", "[unk]"], "decoding": "beam" | "greedy"}}
+                (phrase_list: boosted hotwords; grammar: only those phrases, as Vosk's; decoding is ours)
     {"eof" : 1}      final result, then the server closes
     {"reset" : 1}    final result, the stream goes on
 Client -> server binary messages: 16-bit little-endian mono PCM; the first one may
@@ -32,6 +33,7 @@ MAX_ALTERNATIVES = 20  # most alternatives a client may ask for
 DECODINGS = ("beam", "greedy")  # asr.decode.config.METHODS, repeated so that parsing needs no torch
 MAX_PHRASES = 1000  # most entries in a phrase_list
 MAX_PHRASE_CHARS = 200  # longest phrase_list entry, in characters
+MAX_GRAMMAR_PHRASES = 10_000  # most phrases in a grammar (each at most MAX_PHRASE_CHARS)
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -57,6 +59,7 @@ class Config:
     words: bool | None = None
     max_alternatives: int | None = None
     phrase_list: tuple[str, ...] | None = None
+    grammar: tuple[str, ...] | None = None
     decoding: str | None = None
 
     def merged_into(self, options: dict) -> dict:
@@ -135,7 +138,30 @@ def parse_config(cfg) -> Config:
                 "bad_config",
             )
         out["phrase_list"] = tuple(phrases)
+    if "grammar" in cfg:
+        grammar = cfg["grammar"]
+        if (
+            not isinstance(grammar, list)
+            or not 1 <= len(grammar) <= MAX_GRAMMAR_PHRASES
+            or not all(isinstance(p, str) and len(p) <= MAX_PHRASE_CHARS for p in grammar)
+        ):
+            raise ProtocolError(
+                f'"grammar" must be a list of 1 to {MAX_GRAMMAR_PHRASES} strings of at most {MAX_PHRASE_CHARS} characters',
+                "bad_config",
+            )
+        out["grammar"] = tuple(grammar)  # its phrases are checked off the event loop: `check_grammar`
     return Config(**out)
+
+
+def check_grammar(grammar: tuple[str, ...]) -> None:
+    """A client's grammar compiled (and kept, for its decoders) or a ProtocolError saying what is wrong with it.
+    A large one takes a fraction of a second: servers call this on a thread of its own, not the event loop."""
+    from asr.decode.grammar import GrammarError, check_phrases
+
+    try:
+        check_phrases(grammar)
+    except GrammarError as exc:
+        raise ProtocolError(f"bad grammar: {exc}", "bad_config") from None
 
 
 def check_sample_rate(rate) -> int:

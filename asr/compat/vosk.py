@@ -15,8 +15,9 @@
 Results are Vosk's JSON strings: `{"text": ...}` (with `"result": [{"conf", "end", "start", "word"}]` after
 SetWords(True)), `{"partial": ...}` (with `"partial_result"` after SetPartialWords(True)), or
 `{"alternatives": [{"confidence", "text"}]}` after SetMaxAlternatives(n > 0). A grammar (a JSON list of
-phrases, as Vosk takes) boosts those phrases as hotwords; it is not a closed vocabulary, and "[unk]" is ignored.
-Options may be set at any time. As in Vosk, SetWords, SetPartialWords and SetMaxAlternatives apply to the results
+phrases, as Vosk takes: `'["yes", "no", "call mom", "[unk]"]'`) closes the vocabulary, as in Vosk: results are
+those phrases only, or "[unk]" for speech that fits none where the grammar lists it (`asr.decode.grammar`; partial
+results are then the best phrase's words so far). Options may be set at any time. As in Vosk, SetWords, SetPartialWords and SetMaxAlternatives apply to the results
 that follow, the utterance in progress included (a result decoded at an endpoint before the call keeps the
 options it was decoded with); a grammar set while audio is in applies after the next Reset() or FinalResult().
 After FinalResult() the recognizer starts afresh, as Vosk's does: the next audio is a new stream (no features,
@@ -61,17 +62,17 @@ class KaldiRecognizer:
         self._words = False
         self._partial_words = False
         self._alternatives = 0
-        self._hotwords: tuple[tuple[str, float], ...] = ()
+        self._grammar: tuple[str, ...] | None = None
         self._pending = False  # decoding options changed while audio was in: new decoders after Reset/FinalResult
         if grammar is not None:
-            self._hotwords = _grammar(grammar)
+            self._grammar = _grammar(grammar)
         self._rec = self._new()
 
     def _new(self):
         from asr.decode.config import DecodingConfig
         from asr.stream import Recognizer
 
-        decoding = DecodingConfig(hotwords=self._hotwords, nbest=max(1, self._alternatives))
+        decoding = DecodingConfig(grammar=self._grammar, nbest=max(1, self._alternatives))
         return Recognizer(self._model.model, self._rate, decoding=decoding, max_alternatives=self._alternatives)
 
     def _reconfigure(self) -> None:
@@ -104,7 +105,7 @@ class KaldiRecognizer:
         self._pending = True  # the streams after a Reset() or FinalResult(): decoders made for them
 
     def SetGrammar(self, grammar: str) -> None:
-        self._hotwords = _grammar(grammar)
+        self._grammar = _grammar(grammar)
         self._reconfigure()
 
     def SetNLSML(self, enable: bool) -> None:
@@ -155,19 +156,12 @@ class KaldiRecognizer:
         return _dumps({"text": result.get("text", "")})
 
 
-def _grammar(grammar: str) -> tuple[tuple[str, float], ...]:
-    """Vosk's grammar (a JSON list of phrases) -> hotwords; "[unk]" (Vosk's filler) is left out."""
-    from asr.decode.config import DEFAULT_HOTWORD_WEIGHT
-    from asr.model.tokenizer import normalize_text
+def _grammar(grammar: str) -> tuple[str, ...]:
+    """Vosk's grammar (a JSON list of phrases, "[unk]" among them where wanted) -> the phrases; ValueError (one
+    line) for a grammar that is not one."""
+    from asr.decode.grammar import parse_json_grammar
 
-    try:
-        phrases = json.loads(grammar)
-    except (TypeError, ValueError):
-        raise ValueError(f"grammar must be a JSON list of phrases, not {grammar!r}") from None
-    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
-        raise ValueError("grammar must be a JSON list of phrases (strings)")
-    phrases = [normalize_text(p) for p in phrases if p.strip().lower() != "[unk]"]
-    return tuple((p, DEFAULT_HOTWORD_WEIGHT) for p in dict.fromkeys(phrases) if p)
+    return parse_json_grammar(grammar)
 
 
 def _dumps(obj: dict) -> str:
