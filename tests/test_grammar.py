@@ -44,7 +44,7 @@ def accepts(grammar, text: str, whole: bool = True) -> bool:
     for word in text.split():
         if word not in grammar.words:
             return False
-        state = grammar.step(state, grammar.words.index(word))
+        state = grammar.step(state, grammar.word_id(word))
         if state is None:
             return False
     return grammar.accepting(state) if whole else True

@@ -154,8 +154,7 @@ class DecodingConfig:
                 tokens,
                 config.grammar,
                 beam_size=config.beam_size,
-                token_beam=config.token_beam,
-                beam_threshold=config.beam_threshold,
+                beam_threshold=config.beam_threshold,  # every token is tried: the grammar prunes (token_beam: the LM's)
                 word_score=config.word_score,
                 unk_threshold=config.unk_threshold,
                 nbest=config.nbest,

@@ -36,6 +36,7 @@ DEFAULT_UNK_THRESHOLD = 2.0
 MAX_REPEAT = 100  # largest bound in {m,n}
 MAX_STATES = 2_000_000  # NFA states a grammar may compile to ("grammar too large" beyond)
 MAX_NESTING = 50  # parentheses
+MAX_EXPANSION = 1000  # a phrase that stands for at most this many word sequences is searched as those sequences
 _QUANTIFIER = re.compile(r"\s*(\?|\*|\+|\{\s*(\d+)\s*(,\s*(\d*)\s*)?\})")
 _FOREIGN = re.compile(r"[^\W\d_a-z]")  # a letter outside a-z (after accents are taken off)
 _PLAIN = re.compile(r"[a-z]+(?:'[a-z]+)*(?: [a-z]+(?:'[a-z]+)*)*")  # text normalize_text leaves as it is
@@ -202,6 +203,43 @@ def _nullable(node) -> bool:
     return node[2] == 0 or _nullable(node[1])
 
 
+def _expand(node, limit: int = MAX_EXPANSION) -> list[tuple[str, ...]] | None:
+    """The word sequences a phrase's tree stands for, or None where they are more than `limit` (or endless)."""
+    kind = node[0]
+    if kind == "word":
+        return [(node[1],)]
+    if kind == "alt":
+        out = []
+        for alternative in node[1]:
+            more = _expand(alternative, limit)
+            if more is None or len(out) + len(more) > limit:
+                return None
+            out += more
+        return out
+    if kind == "seq":
+        out = [()]
+        for item in node[1]:
+            more = _expand(item, limit)
+            if more is None or len(out) * len(more) > limit:
+                return None
+            out = [a + b for a in out for b in more]
+        return out
+    _, body, lo, hi = node
+    if hi is None:
+        return None
+    return _expand(("alt", [("seq", [body] * k) for k in range(lo, hi + 1)]), limit)
+
+
+def _tree_words(node):
+    if node[0] == "word":
+        yield node[1]
+    elif node[0] in ("alt", "seq"):
+        for child in node[1]:
+            yield from _tree_words(child)
+    else:
+        yield from _tree_words(node[1])
+
+
 # -- the automaton --------------------------------------------------------------------------------
 
 
@@ -211,6 +249,11 @@ class Grammar:
     `words`: the vocabulary (word id = index); `unk`: whether "[unk]" is a phrase. A DFA state is the frozenset
     of the NFA states with word arcs that an utterance's words so far reach (with `final` among them where the
     utterance may end there); `start`, `step(state, word)` (None: the word cannot come next), `accepting`.
+
+    `units`: what a decoder spells, as tuples of words: each phrase that stands for at most MAX_EXPANSION word
+    sequences is those sequences, whole (so a search inside one is always inside an allowed phrase: a
+    word-by-word search fills its beam with words the grammar does not allow there, found out only at their
+    ends); the words of the other phrases (repeats, long patterns) one by one. `step_unit` walks a unit.
     """
 
     def __init__(self, phrases: tuple[str, ...]):
@@ -220,6 +263,7 @@ class Grammar:
         self.eps: list[list[int]] = []  # epsilon arcs per NFA state
         self.arcs: list[list[tuple[int, int]]] = []  # (word id, target) per NFA state
         self.unk = False
+        units: dict[tuple[str, ...], None] = {}
         start, self.final = self._new(), self._new()
         for number, phrase in enumerate(phrases, 1):
             if number % 64 == 0:
@@ -233,9 +277,13 @@ class Grammar:
             if _nullable(tree):
                 raise GrammarError(f"grammar phrase {number} ({_short(phrase)}) can be empty")
             self._build(tree, start, self.final)
+            expanded = _expand(tree)
+            units.update(dict.fromkeys(expanded) if expanded else dict.fromkeys((w,) for w in _tree_words(tree)))
         if not self.words:
             raise GrammarError("grammar has no phrases besides [unk]")
+        self.units = list(units)
         self._moves: dict[frozenset, dict[int, frozenset | None]] = {}
+        self._unit_moves: dict[tuple[frozenset, int], frozenset | None] = {}
         self.start = self._close([start])
 
     def _new(self) -> int:
@@ -310,11 +358,26 @@ class Grammar:
             nxt = moves[word] = self._close(nxt)
         return nxt
 
+    def word_id(self, word: str) -> int | None:
+        return self._ids.get(word)
+
+    def step_unit(self, state: frozenset, unit: int) -> frozenset | None:
+        """The state after unit number `unit` (its words one by one), or None."""
+        key = (state, unit)
+        if key not in self._unit_moves:
+            for word in self.units[unit]:
+                state = self.step(state, self._ids[word])
+                if state is None:
+                    break
+            self._unit_moves[key] = state
+        return self._unit_moves[key]
+
     def accepting(self, state: frozenset) -> bool:
         return self.final in state
 
     def __repr__(self) -> str:
-        return f"Grammar({len(self.phrases)} phrases, {len(self.words)} words{', [unk]' if self.unk else ''})"
+        unk = ", [unk]" if self.unk else ""
+        return f"Grammar({len(self.phrases)} phrases, {len(self.words)} words, {len(self.units)} units{unk})"
 
 
 @functools.lru_cache(maxsize=16)
