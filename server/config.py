@@ -60,16 +60,15 @@ def make_decoder_factory(tokens, decoding: DecodingConfig | None = None):
             method=options.get("decoding") or base.method,
             hotwords=tuple((p, base.hotword_weight) for p in phrases),
             nbest=max(1, options.get("max_alternatives") or 0),
-            grammar=tuple(grammar) if grammar else base.grammar,
         )
-        if not config.uses_beam:
+        if not config.uses_beam and not grammar:
             return None
         made = []
 
-        def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list by the
-            if not made:  # server's decoder builder (the largest phrase_list takes 0.3-0.8 s to build, a grammar's
-                # decoder is quick once `protocol.check_grammar` has compiled it)
-                made.append(config.beam_factory(tokens))
+        def per_stream():  # not called by the event loop: by the engine's thread, or with a phrase_list or a
+            if not made:  # grammar by the server's decoder builder (the largest phrase_list takes 0.3-0.8 s to
+                # build; a grammar is compiled when its config arrives, and again here only if 16 others came since)
+                made.append((config.replace(grammar=tuple(grammar)) if grammar else config).beam_factory(tokens))
             return made[0]()
 
         per_stream.costly = bool(phrases or grammar)

@@ -196,16 +196,16 @@ class GrammarDecoder(BeamSearchDecoder):
         self._started = False
         self._chunks = []
         self.gap = math.nan
-        best_logp, best_tokens = log_probs.max(-1)
-        letters = ((best_tokens != BLANK) & (best_tokens != self.space)).nonzero().flatten().tolist()
-        if not letters:
+        best_logp, best_tokens = log_probs.max(-1)  # the best path at all: each frame's likeliest token
+        speech = ((best_tokens != BLANK) & (best_tokens != self.space)).nonzero().flatten().tolist()
+        if not speech:
             return [dict(EMPTY)]  # nothing said
         if not hyps:  # every phrase fell out of the beam: they fit worse than anything else by far
             if not self.grammar.unk:
                 return [dict(EMPTY)]
             self.gap = math.inf
-            start, end = time_offset + letters[0] * self.frame_shift, time_offset + (letters[-1] + 1) * self.frame_shift
-            conf = round(float(best_logp[letters].exp().mean()), 4)
+            start, end = time_offset + speech[0] * self.frame_shift, time_offset + (speech[-1] + 1) * self.frame_shift
+            conf = round(float(best_logp[speech].exp().mean()), 4)
             unk = {"word": UNK_WORD, "start": round(start, 3), "end": round(end, 3), "conf": conf}
             return [{"text": UNK_WORD, "confidence": 1.0, "words": [unk]}]
 
@@ -234,9 +234,8 @@ class GrammarDecoder(BeamSearchDecoder):
             for text, (score, path) in ranked
         ]
         best = results[0]
-        letters = max(1, len(best["text"].replace(" ", "")))
-        free = float(log_probs.max(-1).values.sum())  # the best path at all (each frame's likeliest token)
-        self.gap = (free - ranked_hyps[0].emittingModelScore) / letters
+        letters = max(1, sum(map(len, self._hyp_words(ranked_hyps[0]))))
+        self.gap = (float(best_logp.sum()) - ranked_hyps[0].emittingModelScore) / letters
         if self.grammar.unk and self.gap > self.unk_threshold:
             words = best["words"]
             unk = {"word": UNK_WORD, "start": words[0]["start"], "end": words[-1]["end"]} if words else None
