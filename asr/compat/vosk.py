@@ -130,7 +130,11 @@ class KaldiRecognizer:
     def PartialResult(self) -> str:
         partial = self._rec.partial_result()
         if self._partial_words:
-            words = self._rec.stream.greedy.words()
+            stream = self._rec.stream
+            if getattr(stream.beam, "closed", False):  # a grammar: the words of its best phrase so far
+                words = stream.beam.partial_words(stream.greedy.start_frame * stream.frame_shift)
+            else:
+                words = stream.greedy.words()
             partial["partial_result"] = [{k: w[k] for k in ("conf", "end", "start", "word")} for w in words]
         return _dumps(partial)
 
