@@ -27,8 +27,8 @@ class EndpointConfig:
     max_utterance: float = 20.0  # rule 3: utterance length limit, then the cut waits for a word boundary
     max_utterance_grace: float = 2.0  # ... for at most this long; then it cuts wherever it is
     word_boundary: float = 0.12  # ... a word boundary: a space, or this much silence since the last letter
-    idle_restart: float = 0.3  # a fresh state after this much silence with nothing recognised (0: never)
-    warmup: float = 0.2  # audio before a restart run through the fresh state (its output not decoded)
+    idle_restart: float = 1.0  # a fresh state after this much silence with nothing recognised (0: never)
+    warmup: float = 0.3  # audio before a restart run through the fresh state (its output not decoded)
 
     def frames(self, seconds: float, frame_shift: float = FRAME_SHIFT) -> int:
         return max(1, round(seconds / frame_shift))
