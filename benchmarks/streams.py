@@ -127,9 +127,11 @@ class Timers:
         self.model.step = timed_step
         self.original_consume = Stream.consume
 
-        def timed_consume(stream, log_probs, best=None, until_restart=False, _consume=self.original_consume):
+        def timed_consume(
+            stream, log_probs, best=None, until_restart=False, quiet=None, _consume=self.original_consume
+        ):
             t = time.perf_counter()
-            used = _consume(stream, log_probs, best, until_restart)
+            used = _consume(stream, log_probs, best, until_restart, quiet)
             self.decode += time.perf_counter() - t
             return used
 

@@ -75,7 +75,7 @@ class BatchEngine:
         """Forget the stream's audio and model state (keeps its slot)."""
         self._zero(stream.slot)
         stream.forget_history()
-        stream.warmup_left, stream.state_start = 0, stream.frame
+        stream.warmup_left, stream.state_start, stream.quiet_run = 0, stream.frame, 0
 
     def restart(self, stream: Stream, unused: int = 0) -> None:
         """Start the stream's model state afresh after the last frame it decoded: the `unused` output frames
@@ -84,7 +84,7 @@ class BatchEngine:
         per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
         back = min(unused + self._warmup_frames(stream), stream.history.size // per_frame)
         stream.unread(back * per_frame)
-        stream.warmup_left, stream.state_start = back - unused, stream.frame
+        stream.warmup_left, stream.state_start, stream.quiet_run = back - unused, stream.frame, 0
         self._zero(stream.slot)
 
     @staticmethod
@@ -104,16 +104,19 @@ class BatchEngine:
     def _advance(self, streams: list[Stream], frames: int) -> None:
         waves = torch.from_numpy(np.stack([s.take(frames) for s in streams]))
         feats = self.logmel(waves).to(self.device)  # (B, frames, F): one frontend call for the batch
+        hops = waves[:, : frames * HOP_LENGTH].reshape(len(streams), frames // self.subsampling, -1)
+        levels = (10 * torch.log10(hops.square().mean(-1).clamp_min(1e-12))).tolist()  # (B, U) dBFS per frame
         slots = torch.tensor([s.slot for s in streams], device=self.device)
         log_probs, new = self.model.step(feats, self.state.select(slots))  # whole groups of S: no pending frames
         self.state.assign(slots, new)
         log_probs = log_probs.float().cpu()
         best_logp, best = log_probs.max(dim=-1)  # (B, U): one call for the batch, not one per stream
-        for stream, lp, tokens, logps in zip(streams, log_probs, best.tolist(), best_logp.tolist()):
+        for stream, lp, tokens, logps, level in zip(streams, log_probs, best.tolist(), best_logp.tolist(), levels):
             skip = min(stream.warmup_left, len(tokens))  # a restart's warm-up: heard, not decoded
             stream.warmup_left -= skip
             if skip < len(tokens):
-                used = stream.consume(lp[skip:], (tokens[skip:], logps[skip:]), until_restart=True)
+                quiet = [db < stream.endpoint.quiet_level for db in level[skip:]]
+                used = stream.consume(lp[skip:], (tokens[skip:], logps[skip:]), until_restart=True, quiet=quiet)
                 if used is not None:
                     self.restart(stream, len(tokens) - skip - used)
 

@@ -85,6 +85,7 @@ class Stream:
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
         self.state_start = frame  # the output frame from which the model state last started afresh
+        self.quiet_run = 0  # output frames of quiet silence since then (or the utterance's start), up to now
         self.received = 0  # 16 kHz samples pushed so far
         self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
@@ -145,19 +146,21 @@ class Stream:
         frees the last one's hypotheses, which a stream that ends now need not wait for)."""
         self.greedy = GreedyDecoder(self.tokens, self.frame_shift, start_frame=self.frame)
 
-    def consume(self, log_probs: torch.Tensor, best=None, until_restart: bool = False) -> int | None:
+    def consume(self, log_probs: torch.Tensor, best=None, until_restart: bool = False, quiet=None) -> int | None:
         """Decode the model's next output frames (U, V), ending utterances where a rule fires.
 
         `best`: `best_path(log_probs)` when the caller has it already (the engine computes it for the batch).
         With `until_restart` (the engine: a model runs behind these frames), decoding stops after the first frame
         where the model state is to restart (an endpoint, or `idle_restart` of silence before speech) and the
         frames used are returned; the engine restarts the state and computes the frames after it again. Without
-        it, or where no restart falls in these frames, all are decoded and None is returned.
+        it, or where no restart falls in these frames, all are decoded and None is returned. `quiet`: per frame,
+        whether its audio is below `endpoint.quiet_level` (the engine measures it; idle restarts need it).
         """
         tokens, logps = best or best_path(log_probs)
+        quiet = list(quiet) if quiet is not None else [False] * len(tokens)
         used = 0
         while tokens:
-            cut, ends = self._event_at(tokens, until_restart)
+            cut, ends = self._event_at(tokens, quiet, until_restart)
             n = len(tokens) if cut is None else cut + 1
             self.greedy.accept_best(tokens[:n], logps[:n])
             if self.beam:
@@ -170,27 +173,32 @@ class Stream:
                 self.finish_utterance()
             if until_restart:
                 return used
-            tokens, logps, log_probs = tokens[n:], logps[n:], log_probs[n:]
+            tokens, logps, log_probs, quiet = tokens[n:], logps[n:], log_probs[n:], quiet[n:]
         return None
 
-    def _event_at(self, tokens: list[int], restarts: bool) -> tuple[int | None, bool]:
+    def _event_at(self, tokens: list[int], quiet: list[bool], restarts: bool) -> tuple[int | None, bool]:
         """(index of the first frame, given by its best token, at which an endpoint rule fires or, with
-        `restarts`, the state restarts in silence before speech; whether it is an endpoint), or (None, False)."""
+        `restarts`, the state restarts in quiet silence before speech; whether it is an endpoint), or (None, False).
+        Keeps `quiet_run` up to the frame returned (or the last)."""
         if not self.endpoint.enabled:
             return None, False
         no_speech, after_speech, longest, hardest, boundary, idle = self._endpoint_frames
         start, last = self.greedy.start_frame, self.greedy.last_speech_frame
-        quiet_since = max(start, self.state_start)  # the fresh state's silence before speech starts here
         for i, tok in enumerate(tokens):
             t = self.frame + i
-            if tok != BLANK and tok != self.space:
+            speech = tok != BLANK and tok != self.space
+            if speech:
                 last = t
+            self.quiet_run = self.quiet_run + 1 if quiet[i] and not speech else 0
             elapsed = t - start + 1
             if elapsed >= longest and (tok == self.space or t - last >= boundary or elapsed >= hardest):
+                self.quiet_run = 0
                 return i, True  # rule 3, not inside a word where it can help it
             if t - last >= after_speech if last >= start else elapsed >= no_speech:
+                self.quiet_run = 0
                 return i, True
-            if restarts and idle and last < start and t - quiet_since + 1 >= idle:
+            if restarts and idle and last < start and self.quiet_run >= idle:
+                self.quiet_run = 0
                 return i, False
         return None, False
 
