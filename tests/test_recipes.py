@@ -164,3 +164,37 @@ def test_commonvoice_recipe_without_corpus_is_one_line_error(tmp_path):
         text=True,
     )
     assert proc.returncode == 1 and "set CORPUS to a Common Voice language folder" in proc.stderr
+
+
+def _manifests(folder: Path) -> dict[str, list[dict]]:
+    return {p.stem: [json.loads(line) for line in p.open()] for p in folder.glob("*.jsonl")}
+
+
+def test_real_manifests_hold_speakers_out_by_rule(tmp_path, shared_data):
+    """Stage 3 (local/real_manifests.py) on ../shared/data: the new training sets, and the selection slices sc_dev
+    and ls_pseudo_dev (20 speakers each) with no speaker on both sides, the same on every run; ids unique."""
+    for folder in ("speech_commands", "librispeech_pseudo", "picovoice_s2i", "dctts_selfrec"):
+        if not (shared_data / folder / "transcripts.tsv").is_file():
+            pytest.skip(f"{shared_data / folder} not found")
+    script = REPO / "recipes" / "default_en" / "local" / "real_manifests.py"
+    runs = []
+    for name in ("a", "b"):  # two folders at the same depth: the relative audio paths agree
+        out = tmp_path / name / "manifests"
+        proc = subprocess.run([sys.executable, str(script), str(shared_data), str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(_manifests(out))
+    sets = runs[0]
+    assert runs[0] == runs[1]
+    assert "picovoice_train: 575 utterances, 1.39 h, speakers not named" in proc.stdout
+    speakers = {name: {x["speaker"] for x in items} for name, items in sets.items()}
+    for train, dev, total, held_out in (
+        ("speech_commands_train", "sc_dev", 4482, 20),
+        ("ls_pseudo_train", "ls_pseudo_dev", 347, 20),
+        ("so762_train", "so762_dev", 2500, 8),
+    ):
+        assert not speakers[train] & speakers[dev], (train, dev)
+        assert len(speakers[dev]) == held_out and len(sets[train]) + len(sets[dev]) == total
+    assert len(sets["picovoice_train"]) == 575 and len(sets["dctts_train"]) == 141
+    for name, items in sets.items():
+        assert len({x["id"] for x in items}) == len(items), name  # Speech Commands' stems repeat across words
+        assert all((tmp_path / "a" / "manifests" / x["audio"]).is_file() for x in items[:5]), name

@@ -7,7 +7,8 @@
 #   1  text corpus        -> WORK/text/{train,test,lm_train}.txt
 #   2  synthetic speech   -> WORK/synth/wav/, WORK/manifests/synth_{train,test,unseen_voice,unseen_natural}.jsonl
 #   3  real manifests     -> WORK/manifests/{so762_train,so762_dev,fsdd_train,fsdd_test,real_en,real_en_no_ps,
-#                            real_en_no_lj,cv_dev,speech_commands_train,ljspeech_train}.jsonl
+#                            real_en_no_lj,cv_dev,speech_commands_train,sc_dev,ljspeech_train,ls_pseudo_train,
+#                            ls_pseudo_dev,picovoice_train,dctts_train}.jsonl
 #   4  train              -> WORK/exp/{best,model,last}.pt, log.jsonl, curve.png   (conf: CONF)
 #   5  LM + evaluation    -> WORK/lm.arpa, WORK/eval_{greedy,beam,default}.{txt,tsv}
 #   6  export             -> WORK/default_en.pt (+ .onnx, .int8.ts)

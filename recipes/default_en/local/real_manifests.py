@@ -9,10 +9,21 @@ Writes to OUT:
   real_en.jsonl      read English sentences (evaluation only, never training)
   real_en_no_ps.jsonl  real_en without pocketsphinx's own test clips (whose LM our default decoding uses)
   real_en_no_lj.jsonl  real_en without its LJSpeech clips (ljspeech_train's speaker)
-  cv_dev.jsonl       Common Voice sample, many microphones and accents (evaluation only), if cv_sample/ exists
-  speech_commands_train.jsonl  Speech Commands test set: one word each, 239 speakers (training), if present
+  cv_dev.jsonl       Common Voice sample, many microphones and accents (selection and tuning, never training), if
+                     cv_sample/ exists
+  speech_commands_train.jsonl  Speech Commands test set: one word each, 219 of its 239 speakers (training), if present;
+                               ids name the word folder too (a speaker's stems repeat across words)
+  sc_dev.jsonl                 its other SC_DEV_SPEAKERS (20) speakers, spread over the sorted speaker ids (selection:
+                               never trained on), if present
   ljspeech_train.jsonl         the first 385 LJSpeech clips, one speaker (training), if present
-Audio paths are relative to OUT; texts are normalised with normalize_text.
+  ls_pseudo_train.jsonl  librispeech_pseudo (Whisper-made labels): 241 of its 261 native speakers (training), if present
+  ls_pseudo_dev.jsonl    its other LS_DEV_SPEAKERS (20) speakers, spread over the speaker ids in numeric order
+                         (selection: never trained on), if present
+  picovoice_train.jsonl  picovoice_s2i's spoken coffee orders, 50+ speakers (training), if present; all of it: its
+                         speakers are not named (`unknown`), so no held-out slice could keep them out of training
+  dctts_train.jsonl      dctts_selfrec: one non-native speaker reading LJSpeech's sentences (training), if present
+Audio paths are relative to OUT; texts are normalised with normalize_text. The dev slices are chosen by rule from
+the speaker ids, so the same data always gives the same split, with no speaker on both sides.
 """
 
 from __future__ import annotations
@@ -41,6 +52,21 @@ DEV_SPEAKERS = {
 FSDD_TRAIN = {"george", "jackson", "lucas", "nicolas", "theo"}
 FSDD_TEST = {"yweweler"}
 POCKETSPHINX_SOURCE = "cmusphinx/pocketsphinx"  # real_en clips from pocketsphinx's tests
+SC_DEV_SPEAKERS = 20  # Speech Commands speakers held out for selection (sc_dev)
+LS_DEV_SPEAKERS = 20  # librispeech_pseudo speakers held out for selection (ls_pseudo_dev)
+
+
+def spread(ordered: list, n: int) -> set:
+    """n items spread evenly over an ordered list: the middle one of each of n equal parts."""
+    if n > len(ordered):
+        sys.exit(f"error: {n} dev speakers wanted, only {len(ordered)} there")
+    return {ordered[(2 * i + 1) * len(ordered) // (2 * n)] for i in range(n)}
+
+
+def split_speakers(items: list, n: int, key=None) -> tuple[list, list]:
+    """(train, dev): dev holds every utterance of n speakers spread over the speakers sorted by `key`."""
+    dev = spread(sorted({x["speaker"] for x in items}, key=key), n)
+    return [x for x in items if x["speaker"] not in dev], [x for x in items if x["speaker"] in dev]
 
 
 def is_ljspeech(row: dict) -> bool:
@@ -55,12 +81,23 @@ def read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def rows(data: Path, name: str, out: Path, keep=lambda row: True, speaker=lambda row: row["speaker"]):
+def clip_name(row: dict) -> str:
+    """A clip's name: its file's stem (unique in most sets)."""
+    return Path(row["file"]).stem
+
+
+def folder_and_name(row: dict) -> str:
+    """A clip's folder and stem ('yes_0c540988_0'): Speech Commands' stems repeat across its word folders."""
+    path = Path(row["file"])
+    return f"{path.parent.name}_{path.stem}"
+
+
+def rows(data, name, out, keep=lambda row: True, speaker=lambda row: row["speaker"], ident=clip_name):
     for i, row in enumerate(read_tsv(data / name / "transcripts.tsv")):
         if keep(row):
             audio = data / name / row["file"]
             yield {
-                "id": f"{name}_{Path(row['file']).stem}" if name != "real_en" else f"real_en_{i:03d}",
+                "id": f"{name}_{ident(row)}" if name != "real_en" else f"real_en_{i:03d}",
                 "audio": os.path.relpath(audio, out),
                 "duration": float(row["duration_s"]),
                 "text": normalize_text(row["reference"]),
@@ -76,7 +113,9 @@ def write(out: Path, name: str, items) -> None:
     with open(out / f"{name}.jsonl", "w") as f:
         f.writelines(json.dumps(x) + "\n" for x in items)
     hours = sum(x["duration"] for x in items) / 3600
-    print(f"{name}: {len(items)} utterances, {hours:.2f} h, {len({x['speaker'] for x in items})} speakers")
+    speakers = {x["speaker"] for x in items}
+    named = "speakers not named" if speakers == {"unknown"} else f"{len(speakers)} speakers"
+    print(f"{name}: {len(items)} utterances, {hours:.2f} h, {named}")
 
 
 def main() -> None:
@@ -106,13 +145,24 @@ def main() -> None:
     )
     no_lj = rows(data, "real_en", out, keep=lambda row: not is_ljspeech(row), speaker=real_en_speaker)
     write(out, "real_en_no_lj", no_lj)
-    for folder, name in (
-        ("cv_sample", "cv_dev"),
-        ("speech_commands", "speech_commands_train"),
-        ("ljspeech_part", "ljspeech_train"),
-    ):
-        if (data / folder / "transcripts.tsv").exists():
-            write(out, name, rows(data, folder, out))
+    present = lambda folder: (data / folder / "transcripts.tsv").exists()  # noqa: E731
+    if present("cv_sample"):
+        write(out, "cv_dev", rows(data, "cv_sample", out))
+    if present("speech_commands"):
+        train, dev = split_speakers(list(rows(data, "speech_commands", out, ident=folder_and_name)), SC_DEV_SPEAKERS)
+        write(out, "speech_commands_train", train)
+        write(out, "sc_dev", dev)
+    if present("ljspeech_part"):
+        write(out, "ljspeech_train", rows(data, "ljspeech_part", out))
+    if present("librispeech_pseudo"):
+        ls_id = lambda speaker: int(speaker.removeprefix("ls"))  # noqa: E731  # 'ls60' < 'ls201', as LibriSpeech lists them
+        train, dev = split_speakers(list(rows(data, "librispeech_pseudo", out)), LS_DEV_SPEAKERS, ls_id)
+        write(out, "ls_pseudo_train", train)
+        write(out, "ls_pseudo_dev", dev)
+    if present("picovoice_s2i"):
+        write(out, "picovoice_train", rows(data, "picovoice_s2i", out))
+    if present("dctts_selfrec"):
+        write(out, "dctts_train", rows(data, "dctts_selfrec", out))
 
 
 if __name__ == "__main__":
