@@ -285,6 +285,50 @@ def test_select_by_loss_keeps_the_step_of_the_lowest_valid_loss(corpus, tmp_path
     assert load_checkpoint(out / "best.pt").extra["step"] == lowest["step"]
 
 
+def test_select_on_mean_logs_the_mean_of_the_valid_sets(corpus, tmp_path):
+    """--select-on mean: after each validation's sets, a record {"valid": "mean"} with their WER, CER and loss
+    averaged, each set weighing the same (here 4 utterances and 2); best.pt is its lowest WER (ties: the earlier)."""
+    small = tmp_path / "small.jsonl"
+    write_manifest(small, read_manifest(corpus)[:2])
+    out = tmp_path / "mean"
+    argv = _args(corpus, out, "--valid", str(corpus), str(small), "--valid-every", "2", "--max-steps", "6")
+    assert train.main(argv + ["--select-on", "mean", "--lr", "1e-2", "--warmup-steps", "1"]) == 0
+    log = [r for r in _log(out) if "valid" in r]
+    assert [r["valid"] for r in log] == [str(corpus), str(small), "mean"] * 3
+    for first, second, mean in zip(log[::3], log[1::3], log[2::3], strict=True):
+        assert (first["utterances"], second["utterances"], mean["utterances"], mean["sets"]) == (4, 2, 6, 2)
+        for key in ("wer", "cer", "loss"):
+            assert mean[key] == pytest.approx((first[key] + second[key]) / 2)
+    means = [r for r in log if r["valid"] == "mean"]
+    best = min(means, key=lambda r: r["wer"])  # the first of equal ones
+    extra = load_checkpoint(out / "best.pt").extra
+    assert (extra["step"], extra["best_wer"]) == (best["step"], best["wer"])
+
+
+def test_select_on_mean_picks_best_pt_and_counts_patience_on_the_mean(corpus, tmp_path, monkeypatch):
+    """The sets' validation results scripted so that the first set is best at step 2, the mean of the two sets at
+    step 3, and a mean weighted by utterances (4 and 1) at step 4: --select-on mean keeps step 3 as best.pt and
+    stops two validations later (--patience 2); --select-on first (the default) keeps step 2."""
+    first = [0.5, 0.4, 0.6, 0.45, 0.5, 0.5]
+    second = [0.8, 1.0, 0.2, 0.45, 0.5, 0.5]
+
+    def scripted():
+        for a, b in zip(first, second, strict=True):
+            yield {"wer": a, "cer": a / 2, "loss": a, "utterances": 4}
+            yield {"wer": b, "cer": b / 2, "loss": b, "utterances": 1}
+
+    argv = ["--valid", str(corpus), str(corpus), "--valid-every", "1", "--patience", "2", "--max-steps", "50"]
+    for select_on, best, last in (("mean", 3, 5), ("first", 2, 4)):
+        results = scripted()
+        monkeypatch.setattr("asr.train.trainer.validate", lambda *args, results=results: next(results))
+        out = tmp_path / select_on
+        assert train.main(_args(corpus, out, *argv, "--select-on", select_on)) == 0
+        assert load_checkpoint(out / "best.pt").extra["step"] == best
+        assert load_checkpoint(out / "model.pt").extra["step"] == last
+        means = [r["wer"] for r in _log(out) if r.get("valid") == "mean"]
+        assert means == (pytest.approx([0.65, 0.7, 0.4, 0.45, 0.5]) if select_on == "mean" else [])
+
+
 def test_init_errors_are_one_line(corpus, tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

@@ -21,6 +21,7 @@ MODEL_OPTIONS = (
     "lookahead",
 )  # args -> ModelConfig fields
 SELECT_BY = ("wer", "loss")  # --select-by: validation results whose lowest picks best.pt
+SELECT_ON = ("first", "mean")  # --select-on: the first --valid set's results, or their mean over all sets
 
 
 class TrainError(RuntimeError):
@@ -32,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--config", help="JSON file of defaults (keys: option names with underscores); the command line overrides")
     a("--train", nargs="+", metavar="MANIFEST[:WEIGHT]", help="training manifests; weight k repeats one k times")
-    a("--valid", nargs="+", default=[], metavar="MANIFEST", help="validation manifests (the first picks best.pt)")
+    a(
+        "--valid",
+        nargs="+",
+        default=[],
+        metavar="MANIFEST",
+        help="validation manifests (the first picks best.pt, or with --select-on mean all of them)",
+    )
     a("--out", help="output folder")
     d = ModelConfig()
     a("--hidden-size", type=int, default=d.hidden_size)
@@ -103,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=int,
         default=0,
-        help="stop after this many validations in a row without a better score on the first --valid set (0: never)",
+        help="stop after this many validations in a row without a better --select-on score (0: never)",
     )
     a(
         "--ties",
@@ -116,8 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--select-by",
         choices=SELECT_BY,
         default="wer",
-        help="the first --valid set's score that picks best.pt and counts for --patience: its greedy WER (default), or"
-        " its mean CTC loss (smoother than the WER of a few utterances)",
+        help="the validation score that picks best.pt and counts for --patience: the greedy WER (default), or the"
+        " mean CTC loss (smoother than the WER of a few utterances)",
+    )
+    a(
+        "--select-on",
+        choices=SELECT_ON,
+        default="first",
+        help="whose --select-by score picks best.pt and counts for --patience: the first --valid set's (default), or"
+        " the mean over all --valid sets, every set weighing the same however many utterances it has (logged in"
+        ' log.jsonl as valid "mean")',
     )
     a("--log-every", type=int, default=10, help="steps between log lines")
     a("--stats-utterances", type=int, default=500, help="utterances sampled for feature normalisation")

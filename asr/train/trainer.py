@@ -10,8 +10,10 @@ run on a busy machine still ends at the low learning rate; under DDP the ranks s
 so they agree on the learning rate and on the step to stop at.
 
 OUT holds last.pt (full training state, for --resume; written every --checkpoint-every steps and at the end),
-model.pt (latest model bundle) and best.pt (the bundle with the best WER on the first --valid manifest),
-log.jsonl (one JSON object per log line) and curve.png (loss and valid WER against step).
+model.pt (latest model bundle) and best.pt (the bundle with the best greedy WER, or --select-by loss, on the first
+--valid manifest, or with --select-on mean on the mean over all of them, each weighing the same), log.jsonl (one
+JSON object per log line; with --select-on mean, a record {"valid": "mean", ...} after each validation's sets) and
+curve.png (loss and valid WER against step).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_sta
 from asr.train.manifests import read_manifest
 from asr.train.options import MODEL_OPTIONS, TrainError, augment_config, model_config
 from asr.train.runtime import _python_tuple, lr_lambda, pick_device, rng_state, set_rng_state, setup_distributed
-from asr.train.validation import ctc, frame_kl, validate
+from asr.train.validation import MEAN, ctc, frame_kl, mean_result, validate
 from asr.util.atomic import atomic_open
 
 STATE_VERSION = 1  # layout of last.pt
@@ -89,7 +91,7 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds of earlier runs (resume)
         self.clock = time.monotonic()
         self.shared_elapsed = 0.0  # elapsed() as the ranks agreed on it at the last step (the largest)
-        self.best_wer = float("inf")  # the first --valid set's WER at best.pt
+        self.best_wer = float("inf")  # the --select-on WER (the first --valid set's, or the mean) at best.pt
         self.best_score = float("inf")  # its --select-by result there
         self.stale_validations = 0  # validations since the best score (--patience)
         self.validated_step = -1
@@ -275,20 +277,24 @@ class Trainer:
         if not (self.main and self.valid_sets) or self.validated_step == self.step:
             return
         self.validated_step = self.step
-        for i, (path, loader) in enumerate(self.valid_sets):
-            result = validate(self.model, loader, self.tokenizer, self.device)
-            record = {"step": self.step, "epoch": self.epoch, "valid": path, **result}
-            append_log(self.out, record)
-            if not self.args.quiet:
-                print(
-                    f"step {self.step} valid {path}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr
-                )
-            if i == 0:
-                self._select(result)
+        results = []
+        for path, loader in self.valid_sets:
+            results.append(validate(self.model, loader, self.tokenizer, self.device))
+            self._log_validation(path, results[-1])
+        chosen = results[0]
+        if self.args.select_on == MEAN:  # its own record, so that the curves show it
+            chosen = mean_result(results)
+            self._log_validation(MEAN, chosen)
+        self._select(chosen)
         plot_curve(self.out)
 
+    def _log_validation(self, name: str, result: dict) -> None:
+        append_log(self.out, {"step": self.step, "epoch": self.epoch, "valid": name, **result})
+        if not self.args.quiet:
+            print(f"step {self.step} valid {name}: WER {result['wer']:.2%} CER {result['cer']:.2%}", file=sys.stderr)
+
     def _select(self, result: dict) -> None:
-        """The first --valid set's result: best.pt if it is the best so far, and --patience's count."""
+        """The --select-on result: best.pt if it is the best so far, and --patience's count."""
         score, later = result[self.args.select_by], self.args.ties == "later"
         better, tied = score < self.best_score, score == self.best_score
         if better or (later and tied):

@@ -1,4 +1,5 @@
-"""The CTC loss, the KL pull towards a reference model, and greedy validation (WER, CER, loss) of a model."""
+"""The CTC loss, the KL pull towards a reference model, greedy validation (WER, CER, loss) of a model, and the mean
+of several sets' validations (`asr train --select-on mean`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import torch.nn.functional as F
 from asr.decode.greedy import ctc_greedy
 from asr.model.network import GRUCTC
 from asr.model.tokenizer import BLANK
+
+MEAN = "mean"  # the "valid" of the mean's record in log.jsonl
+SCORES = ("wer", "cer", "loss")
 
 
 def frame_kl(reference: torch.Tensor, log_probs: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -45,6 +49,14 @@ def validate(model: GRUCTC, loader, tokenizer, device) -> dict:
         "loss": sum(losses) / len(losses),
         "utterances": len(refs),
     }
+
+
+def mean_result(results: list[dict]) -> dict:
+    """The mean of several validation sets' WER, CER and loss, every set weighing the same however many utterances
+    it has (no one corpus dominates); sets without a usable utterance are left out (NaN when none is left)."""
+    scored = [r for r in results if r["utterances"]]
+    mean = {k: sum(r[k] for r in scored) / len(scored) if scored else float("nan") for k in SCORES}
+    return {**mean, "sets": len(scored), "utterances": sum(r["utterances"] for r in scored)}
 
 
 def ctc(log_probs, targets, out_lens, target_lens):
