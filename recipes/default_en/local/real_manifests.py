@@ -16,8 +16,10 @@ Writes to OUT:
   sc_dev.jsonl                 its other SC_DEV_SPEAKERS (20) speakers, spread over the sorted speaker ids (selection:
                                never trained on), if present
   ljspeech_train.jsonl         the first 385 LJSpeech clips, one speaker (training), if present
-  ls_pseudo_train.jsonl  librispeech_pseudo (Whisper-made labels): 241 of its 261 native speakers (training), if present
-  ls_pseudo_dev.jsonl    its other LS_DEV_SPEAKERS (20) speakers, spread over the speaker ids in numeric order
+  ls_pseudo_train.jsonl  librispeech_pseudo (Whisper-made labels): 231 of its 261 native speakers (training), if present;
+                         without the clips whose label has fewer than MIN_CHARS_PER_SECOND characters a second (10
+                         clips of 9-16 s labelled "chapter sixteen" and the like: Whisper stopped after the heading)
+  ls_pseudo_dev.jsonl    LS_DEV_SPEAKERS (20) other speakers, spread over the speaker ids in numeric order
                          (selection: never trained on), if present
   picovoice_train.jsonl  picovoice_s2i's spoken coffee orders, 50+ speakers (training), if present; all of it: its
                          speakers are not named (`unknown`), so no held-out slice could keep them out of training
@@ -54,6 +56,7 @@ FSDD_TEST = {"yweweler"}
 POCKETSPHINX_SOURCE = "cmusphinx/pocketsphinx"  # real_en clips from pocketsphinx's tests
 SC_DEV_SPEAKERS = 20  # Speech Commands speakers held out for selection (sc_dev)
 LS_DEV_SPEAKERS = 20  # librispeech_pseudo speakers held out for selection (ls_pseudo_dev)
+MIN_CHARS_PER_SECOND = 4.0  # a machine-made label shorter than this misses words (local/label_clips.py's rule)
 
 
 def spread(ordered: list, n: int) -> set:
@@ -72,6 +75,11 @@ def split_speakers(items: list, n: int, key=None) -> tuple[list, list]:
 def is_ljspeech(row: dict) -> bool:
     """A real_en clip by LJSpeech's speaker (lhotse's fixtures, speechbrain's TTS sample)."""
     return "ljspeech" in row["source"].lower() or "/LJ0" in row["source"]
+
+
+def whole_label(row: dict) -> bool:
+    """A machine-made label long enough for its clip: at least MIN_CHARS_PER_SECOND characters a second."""
+    return len(normalize_text(row["reference"])) >= MIN_CHARS_PER_SECOND * float(row["duration_s"])
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -156,7 +164,7 @@ def main() -> None:
         write(out, "ljspeech_train", rows(data, "ljspeech_part", out))
     if present("librispeech_pseudo"):
         ls_id = lambda speaker: int(speaker.removeprefix("ls"))  # noqa: E731  # 'ls60' < 'ls201', as LibriSpeech lists them
-        train, dev = split_speakers(list(rows(data, "librispeech_pseudo", out)), LS_DEV_SPEAKERS, ls_id)
+        train, dev = split_speakers(list(rows(data, "librispeech_pseudo", out, whole_label)), LS_DEV_SPEAKERS, ls_id)
         write(out, "ls_pseudo_train", train)
         write(out, "ls_pseudo_dev", dev)
     if present("picovoice_s2i"):
