@@ -85,10 +85,35 @@ def transcribe_entries(model, entries, device="cpu", batch_seconds: float = BATC
     return results
 
 
-def main(argv=None) -> int:
+def score_manifest(model, path, entries, device="cpu", batch_seconds: float = BATCH_SECONDS, beam=None) -> dict:
+    """One manifest's WER and CER over its readable utterances, with their report rows (manifest, id, ref, hyp,
+    errors, words): {"wer", "cer", "utterances", "rows"}; WER and CER are None when no utterance is usable."""
     import jiwer
     from tqdm import tqdm
 
+    with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
+        results = transcribe_entries(model, entries, device, batch_seconds, bar, beam)
+    if not results:
+        return {"wer": None, "cer": None, "utterances": 0, "rows": []}
+    refs = [normalize_text(e["text"]) for e, _ in results]
+    hyps = [h for _, h in results]
+    rows = []
+    for (e, hyp), ref in zip(results, refs, strict=True):
+        out = jiwer.process_words(ref, hyp)
+        errors = out.substitutions + out.deletions + out.insertions
+        rows.append((path, e["id"], ref, hyp, errors, len(ref.split())))
+    return {"wer": jiwer.wer(refs, hyps), "cer": jiwer.cer(refs, hyps), "utterances": len(results), "rows": rows}
+
+
+def write_report(path, rows) -> None:
+    """The per-utterance report: a TSV with a header."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["manifest", "id", "ref", "hyp", "errors", "words"])
+        writer.writerows(rows)
+
+
+def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, *rest, **kw: f"warning: {message}\n"
     try:
@@ -104,25 +129,15 @@ def main(argv=None) -> int:
     print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
     rows, failed = [], False
     for path, entries in sets:
-        with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
-            results = transcribe_entries(model, entries, args.device, args.batch_seconds, bar, beam)
-        if not results:
+        score = score_manifest(model, path, entries, args.device, args.batch_seconds, beam)
+        if not score["utterances"]:
             fail(f"{path}: no usable utterances")
             failed = True
             continue
-        refs = [normalize_text(e["text"]) for e, _ in results]
-        hyps = [h for _, h in results]
-        for (e, hyp), ref in zip(results, refs, strict=True):
-            out = jiwer.process_words(ref, hyp)
-            errors = out.substitutions + out.deletions + out.insertions
-            rows.append((path, e["id"], ref, hyp, errors, len(ref.split())))
-        wer, cer = jiwer.wer(refs, hyps), jiwer.cer(refs, hyps)
-        print(f"{path}: WER {wer:.2%} CER {cer:.2%} ({len(results)} utterances)")
+        rows += score["rows"]
+        print(f"{path}: WER {score['wer']:.2%} CER {score['cer']:.2%} ({score['utterances']} utterances)")
     if args.report:
-        with open(args.report, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-            writer.writerow(["manifest", "id", "ref", "hyp", "errors", "words"])
-            writer.writerows(rows)
+        write_report(args.report, rows)
     return 1 if failed else 0
 
 

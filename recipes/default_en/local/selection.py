@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""The one selection score (issue 31): a model bundle's greedy WER on each selection set, and their mean.
+
+    python recipes/default_en/local/selection.py WORK/manifests --model MODEL [--json score.json] [--report utt.tsv]
+    python recipes/default_en/local/selection.py WORK/manifests --print-sets   # the sets' paths, for asr train --valid
+
+The selection sets look like our users and were never trained on: so762_dev (8 speechocean762 speakers, non-native
+adults and children), cv_dev (Common Voice: many microphones and accents), ls_pseudo_dev (20 native LibriSpeech
+speakers, Whisper-made labels) and sc_dev (20 Speech Commands speakers, one word each), all from stage 3, and the
+held-out game characters' slices where a stage has built them (GAME_SETS; none does yet). Every set weighs the
+same in the mean, whatever its size: no one corpus dominates. Checkpoints, mixes and LM weights are chosen on this
+score (`asr train --valid $(selection.py M --print-sets) --select-on mean` is its training-time twin: the same sets
+and mean, without the tail padding that `asr eval` decodes after each clip). real_en and fsdd's yweweler stay
+evaluation only: they are not here.
+
+Decoding and scoring are `asr eval`'s (asr.apps.evaluate): greedy by default; `--decoding beam --lm-weight W` scores
+an LM weight on the same sets. Prints one line per set and the mean; --json writes them, --report every utterance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import asr
+from asr.apps.evaluate import BATCH_SECONDS, score_manifest, write_report
+from asr.decode.config import DecodingConfig
+from asr.model.checkpoint import CheckpointError
+from asr.model.user_models import MODEL_HELP
+from asr.train.manifests import DataError, read_manifest
+
+SETS = ("so762_dev", "cv_dev", "ls_pseudo_dev", "sc_dev")  # stage 3's; each must be there
+GAME_SETS = ("queen_dev", "sky_dev")  # held-out game characters, used where a stage has built them
+
+
+def selection_sets(manifests: Path) -> list[Path]:
+    """The selection sets' manifests in MANIFESTS; DataError when one of SETS is missing."""
+    missing = [name for name in SETS if not (manifests / f"{name}.jsonl").is_file()]
+    if missing:
+        raise DataError(f"{manifests}: no {', '.join(missing)} (recipes/default_en/prepare.sh stage 3 builds them)")
+    names = SETS + tuple(name for name in GAME_SETS if (manifests / f"{name}.jsonl").is_file())
+    return [manifests / f"{name}.jsonl" for name in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("manifests", type=Path, help="the recipe's manifest folder (WORK/manifests)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--print-sets", action="store_true", help="print the selection sets' paths, one a line, and stop")
+    p.add_argument("--json", type=Path, help="write the per-set figures and their mean here")
+    p.add_argument("--report", type=Path, help="write every utterance's reference, hypothesis and errors here (TSV)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")
+    DecodingConfig.add_arguments(p, hotwords=False)
+    p.set_defaults(decoding="greedy")  # the selection score is greedy: the model alone
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        paths = selection_sets(args.manifests)
+        if args.print_sets:
+            print("\n".join(map(str, paths)))
+            return 0
+        decoding = DecodingConfig.from_args(args)
+        sets = [(path, read_manifest(path)) for path in paths]
+        model = asr.load_model(args.model, device=args.device)
+        factory = decoding.beam_factory(model.tokens)
+        beam = factory() if factory else None
+    except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
+        print(f"selection: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
+    scores, rows = {}, []
+    for path, entries in sets:
+        score = score_manifest(model, str(path), entries, args.device, args.batch_seconds, beam)
+        if not score["utterances"]:
+            print(f"selection: error: {path}: no usable utterances", file=sys.stderr)
+            return 1
+        rows += score.pop("rows")
+        scores[path.stem] = score
+        print(f"{path.stem}: WER {score['wer']:.2%} CER {score['cer']:.2%} ({score['utterances']} utterances)")
+    mean = {key: sum(s[key] for s in scores.values()) / len(scores) for key in ("wer", "cer")}
+    print(f"selection score (mean of {len(scores)} sets): WER {mean['wer']:.2%} CER {mean['cer']:.2%}")
+    if args.json:
+        record = {"model": args.model or "default", "decoding": decoding.resolved().describe(), "sets": scores}
+        args.json.write_text(json.dumps({**record, "mean": mean}, indent=1) + "\n")
+    if args.report:
+        write_report(args.report, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
