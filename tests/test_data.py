@@ -15,7 +15,16 @@ import torch
 from conftest import REPO, synthesize
 
 from asr.audio import SAMPLE_RATE
-from asr.audio.augment import AugmentConfig, augment_waveform, colored_noise, spec_augment
+from asr.audio.augment import (
+    VTLP_LIMITS,
+    AugmentConfig,
+    WarpedLogMel,
+    augment_waveform,
+    colored_noise,
+    spec_augment,
+    vtlp_warp,
+    warped_filterbank,
+)
 from asr.audio.files import load_audio
 from asr.audio.frontend import N_MELS, LogMel
 from asr.model.tokenizer import CharTokenizer
@@ -340,6 +349,47 @@ def test_spec_augment_masks_deterministically():
     a, b = spec_augment(feats, seed=7), spec_augment(feats, seed=7)
     assert torch.equal(a, b) and not torch.equal(a, feats)
     assert (a == feats.mean()).any()
+
+
+def test_vtlp_factor_1_is_logmel_and_other_factors_move_a_tone(wavs):
+    """VTLP's warped filterbank: factor 1 is LogMel's exactly (features too); 0.9 moves a tone's peak mel bin down,
+    1.1 up; 0 Hz and Nyquist stay put; no filter is empty within VTLP_LIMITS; a warped call leaves LogMel's."""
+    straight = LogMel()
+    assert torch.equal(warped_filterbank(1.0), straight.filterbank)
+    speech = torch.from_numpy(load_audio(wavs[0]))
+    warped = WarpedLogMel()
+    assert torch.equal(warped(speech), straight(speech)) and torch.equal(warped(speech, 1.0), straight(speech))
+    higher = warped(speech, 1.1)
+    assert higher.shape == straight(speech).shape and not torch.equal(higher, straight(speech))
+    assert torch.equal(warped.filterbank, straight.filterbank)
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    for hz in (300, 1000, 3000, 6000):
+        tone = torch.sin(2 * math.pi * hz * t)
+        peaks = [int(warped(tone, factor).mean(0).argmax()) for factor in (0.9, 1.0, 1.1)]
+        assert peaks[0] < peaks[1] < peaks[2], (hz, peaks)
+    for factor in (*VTLP_LIMITS, 0.9, 1.1):
+        ends = vtlp_warp(torch.tensor([0.0, SAMPLE_RATE / 2]), factor)
+        assert ends.tolist() == [0.0, SAMPLE_RATE / 2]
+        assert (warped_filterbank(factor).max(0).values > 0).all(), factor
+    assert vtlp_warp(torch.tensor([1000.0]), 1.1).item() == pytest.approx(1000 / 1.1)
+
+
+def test_dataset_features_without_vtlp_are_todays_and_with_it_warped(manifest):
+    """VTLP off (the default): the dataset's features are those of today's pipeline, the same random draws and
+    LogMel; on: warped, the same shape; without augmentation (validation): never warped."""
+    entries, tokens = read_manifest(manifest), CharTokenizer()
+    config = AugmentConfig()
+    rng = np.random.default_rng([3, 0, 1])  # (seed, epoch, index)
+    feats = LogMel()(torch.from_numpy(augment_waveform(load_audio(entries[1]["audio"]), rng, config)))
+    if rng.random() < config.specaug_prob:
+        feats = spec_augment(feats, int(rng.integers(2**31)), config)
+    assert torch.equal(ASRDataset(entries, tokens, augment=True, seed=3)[1][0], feats)
+    off = dict(speed_prob=0, noise_prob=0, reverb_prob=0, bandlimit_prob=0, gain_prob=0, specaug_prob=0)
+    plain = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**off))[1][0]
+    warped = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**off, vtlp_prob=1))[1][0]
+    assert warped.shape == plain.shape and not torch.equal(warped, plain)
+    clean = ASRDataset(entries, tokens, augment=False, config=AugmentConfig(**off, vtlp_prob=1))[1][0]
+    assert torch.equal(clean, plain) and torch.equal(clean, LogMel()(torch.from_numpy(load_audio(entries[1]["audio"]))))
 
 
 def test_dataset_collate_and_unreadable_audio(manifest, tmp_path):

@@ -373,3 +373,19 @@ def test_speed_options_reach_the_augmentation(tmp_path):
     for bad in (["--speeds", "0.1"], ["--speed-prob", "1.5"], ["--pad-prob", "-1"]):
         with pytest.raises(SystemExit):
             options.parse_args(base + bad)
+
+
+def test_vtlp_options_reach_the_dataset(corpus, tmp_path):
+    """--vtlp-prob and --vtlp-factors: off by default, unscaled by --augment-scale, in the training set's
+    augmentation (not the validation sets'); a tiny run with every utterance warped trains."""
+    base = ["--train", "a", "--out", "b"]
+    assert options.augment_config(options.parse_args(base)).vtlp_prob == 0
+    argv = _args(corpus, tmp_path / "vtlp", "--valid", str(corpus), "--augment-scale", "0.5", "--vtlp-prob", "0.7")
+    trainer = Trainer(options.parse_args(argv + ["--vtlp-factors", "0.85", "1.12"]))
+    config = trainer.train_set.config
+    assert (config.vtlp_prob, config.vtlp_factors, trainer.train_set.augment) == (0.7, (0.85, 1.12), True)
+    for bad in (["--vtlp-prob", "2"], ["--vtlp-factors", "1.1", "0.9"], ["--vtlp-factors", "0.9", "1.3"]):
+        with pytest.raises(SystemExit):
+            options.parse_args(base + bad)
+    assert train.main(_args(corpus, tmp_path / "run", "--vtlp-prob", "1", "--max-steps", "2")) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2

@@ -1,7 +1,8 @@
 """Training-time augmentation: silence padding, speed perturbation, reverberation, noise, band-limiting and
-gain on 16 kHz waveforms, and SpecAugment masks on features.
+gain on 16 kHz waveforms, vocal-tract-length perturbation (VTLP: a warped mel filterbank) and SpecAugment masks on
+features. Inference features are LogMel's, never these.
 
-Legend: T = feature frames, F = mel bins.
+Legend: T = feature frames, F = mel bins, K = FFT bins (N_FFT // 2 + 1).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import torch
 import torchaudio
 
 from asr.audio import SAMPLE_RATE
+from asr.audio.frontend import N_FFT, N_MELS, LogMel
+
+VTLP_HIGH = SAMPLE_RATE / 2 - 500.0  # Hz: above it (x the factor where < 1) the warp bends to keep Nyquist in place
+VTLP_LIMITS = (0.8, 1.12)  # warp factors allowed: above ~1.12 the lowest mel filter falls between two FFT bins
 
 
 @dataclass
@@ -32,6 +37,8 @@ class AugmentConfig:
     bandlimit_prob: float = 0.15  # 8 kHz telephone band
     gain_prob: float = 0.5
     gain_db: tuple = (-10.0, 6.0)
+    vtlp_prob: float = 0.0  # warp the mel filterbank (off by default; not scaled by --augment-scale)
+    vtlp_factors: tuple = (0.9, 1.1)  # the warp factor's range, drawn uniformly: > 1 moves energy up in frequency
     specaug_prob: float = 0.8
     freq_mask: int = 20  # bins, two masks
     time_mask: int = 40  # frames, two masks (at most 10% of the utterance each)
@@ -107,3 +114,42 @@ def spec_augment(feats: torch.Tensor, seed: int, cfg: AugmentConfig | None = Non
         for mask in (freq, freq, time, time):
             spec = mask(spec, fill)
     return spec.squeeze(0).t().contiguous()
+
+
+def vtlp_warp(freqs: torch.Tensor, factor: float) -> torch.Tensor:
+    """Kaldi's piecewise-linear VTLN warp (VtlnWarpFreq, --vtln-high -500) of frequencies in Hz: f / factor up to
+    h = VTLP_HIGH x min(1, factor), then a straight line from there to Nyquist, which stays put. (Kaldi's lower
+    bend, at --vtln-low, is no bend for a filterbank that starts at 0 Hz: both its pieces are f / factor.)"""
+    high, nyquist = VTLP_HIGH * min(1.0, factor), SAMPLE_RATE / 2
+    right = nyquist + (nyquist - high / factor) / (nyquist - high) * (freqs - nyquist)
+    return torch.where(freqs < high, freqs / factor, right)
+
+
+def warped_filterbank(factor: float) -> torch.Tensor:
+    """LogMel's mel filterbank (K, F) (torchaudio's HTK triangles, 0 Hz to Nyquist) with its band edges warped by
+    vtlp_warp, as Kaldi's VTLN warps its mel banks: a factor above 1 lowers the edges, so a sound's energy lands in
+    higher bins, as from a shorter vocal tract. Factor 1 gives LogMel's filterbank exactly."""
+    mels = torch.linspace(0.0, 2595.0 * math.log10(1.0 + SAMPLE_RATE / 2 / 700.0), N_MELS + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # Hz, torchaudio's _mel_to_hz
+    if factor != 1.0:
+        edges = vtlp_warp(edges, factor)
+    freqs = torch.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)  # the FFT bins' frequencies
+    widths = edges[1:] - edges[:-1]
+    slopes = edges[None, :] - freqs[:, None]  # (K, F + 2)
+    rising, falling = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    return torch.clamp_min(torch.minimum(rising, falling), 0.0)
+
+
+class WarpedLogMel(LogMel):
+    """LogMel whose filterbank a call may warp (VTLP, training features only): `(samples, factor)` -> (..., T, F);
+    factor 1 is LogMel itself."""
+
+    def forward(self, samples: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+        if factor == 1.0:
+            return super().forward(samples)
+        straight = self.filterbank
+        self.filterbank = warped_filterbank(factor).to(straight)
+        try:
+            return super().forward(samples)
+        finally:
+            self.filterbank = straight

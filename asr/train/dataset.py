@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from asr.audio import AudioError
-from asr.audio.augment import AugmentConfig, augment_waveform, spec_augment
+from asr.audio.augment import AugmentConfig, WarpedLogMel, augment_waveform, spec_augment
 from asr.audio.files import load_audio
 from asr.audio.frontend import LogMel
 from asr.train.manifests import DataError, _warn, read_manifest
@@ -113,7 +113,9 @@ class ASRDataset(torch.utils.data.Dataset):
     """entries -> (feats (T, F) raw log-mel, token ids (S,) long), or None for unreadable audio.
 
     Augmentation randomness is seeded by (seed, epoch, index): reproducible, and different per epoch
-    and for each repeat of an entry. Set `epoch` before creating each epoch's DataLoader iterator.
+    and for each repeat of an entry. Set `epoch` before creating each epoch's DataLoader iterator. With
+    augmentation, the features may come through a warped mel filterbank (VTLP, `config.vtlp_prob`); without, they
+    are LogMel's, as at inference.
     """
 
     def __init__(
@@ -132,7 +134,7 @@ class ASRDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.config = config or AugmentConfig()
-        self.logmel = LogMel()
+        self.logmel = WarpedLogMel()  # LogMel unless a warp factor is given
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -152,8 +154,11 @@ class ASRDataset(torch.utils.data.Dataset):
         augment = self.augment and self.epoch >= self.augment_from_epoch
         if augment:
             wave = augment_waveform(wave, rng, self.config)
+        factor = 1.0  # VTLP's warp; no draw while it is off, so that the other draws stay as they were
+        if augment and self.config.vtlp_prob and rng.random() < self.config.vtlp_prob:
+            factor = float(rng.uniform(*self.config.vtlp_factors))
         with torch.no_grad():
-            feats = self.logmel(torch.from_numpy(wave))
+            feats = self.logmel(torch.from_numpy(wave), factor)
         if augment and rng.random() < self.config.specaug_prob:
             feats = spec_augment(feats, int(rng.integers(2**31)), self.config)
         return feats, torch.tensor(ids, dtype=torch.long)

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from asr.audio.augment import AugmentConfig
+from asr.audio.augment import VTLP_LIMITS, AugmentConfig
 from asr.model.network import MAX_LOOKAHEAD, STRIDES, ModelConfig
 
 MODEL_OPTIONS = (
@@ -163,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(aug.speeds),
         help=f"speed perturbation factors, one drawn per perturbed utterance (default {' '.join(map(str, aug.speeds))})",
     )
+    a(
+        "--vtlp-prob",
+        type=float,
+        default=aug.vtlp_prob,
+        help="probability of vocal-tract-length perturbation: the utterance's features through a mel filterbank warped"
+        f" by a factor drawn from --vtlp-factors (Kaldi's VTLN warp; not scaled; default {aug.vtlp_prob:g}: off)",
+    )
+    a(
+        "--vtlp-factors",
+        type=float,
+        nargs=2,
+        default=list(aug.vtlp_factors),
+        metavar=("LOW", "HIGH"),
+        help=f"VTLP's warp factors, drawn uniformly (default {aug.vtlp_factors[0]:g} {aug.vtlp_factors[1]:g}; above 1"
+        " moves energy up in frequency)",
+    )
     return p
 
 
@@ -188,7 +204,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.valid = [args.valid]
     if any(not 0.5 <= f <= 2.0 for f in args.speeds):
         parser.error(f"--speeds: factors must lie in 0.5-2.0, got {args.speeds}")
-    for name in ("speed_prob", "pad_prob"):
+    low, high = args.vtlp_factors
+    if not VTLP_LIMITS[0] <= low <= high <= VTLP_LIMITS[1]:
+        limits = "-".join(f"{x:g}" for x in VTLP_LIMITS)
+        parser.error(f"--vtlp-factors: LOW <= HIGH within {limits} (the mel filterbank's limits), got {low:g} {high:g}")
+    for name in ("speed_prob", "pad_prob", "vtlp_prob"):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
             parser.error(f"--{name.replace('_', '-')}: a probability in 0-1, got {value}")
@@ -200,10 +220,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def augment_config(args) -> AugmentConfig:
-    """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob
-    and --speed-prob as given (unscaled)."""
+    """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob,
+    --vtlp-prob, --vtlp-factors and --speed-prob as given (unscaled)."""
     config = AugmentConfig().scaled(args.augment_scale)
-    config = dataclasses.replace(config, speeds=tuple(args.speeds), pad_prob=args.pad_prob)
+    vtlp = {"vtlp_prob": args.vtlp_prob, "vtlp_factors": tuple(args.vtlp_factors)}
+    config = dataclasses.replace(config, speeds=tuple(args.speeds), pad_prob=args.pad_prob, **vtlp)
     if args.speed_prob is not None:
         config = dataclasses.replace(config, speed_prob=args.speed_prob)
     return config
