@@ -235,3 +235,30 @@ def test_selection_score_is_the_mean_of_the_selection_sets(tmp_path, shared_data
     (folder / "sc_dev.jsonl").unlink()
     proc = _local_script("selection.py", folder)
     assert proc.returncode == 2 and "no sc_dev" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_round5_probe_trains_on_the_mix_selects_on_the_mean_and_resumes(tmp_path, shared_data, default_model):
+    """local/round5_probe.sh NAME --max-steps N on a few utterances of each set: the shipped model fine-tuned on
+    the real voices built (the others left out with a note), validated on the selection sets with --select-on mean,
+    its selection score written; run again with a larger --max-steps, it resumes from R5_DIR/NAME/last.pt."""
+    real = tmp_path / "real"
+    if _local_script("real_manifests.py", shared_data, real).returncode:
+        pytest.skip("stage 3's manifests could not be built from ../shared/data")
+    work = tmp_path / "work"
+    (work / "manifests").mkdir(parents=True)
+    for path in real.glob("*.jsonl"):
+        write_manifest(work / "manifests" / path.name, read_manifest(path)[:3])
+    env = {**os.environ, "WORK": str(work), "PYTHON": sys.executable, "R5_DIR": str(tmp_path / "r5")}
+    script = REPO / "recipes" / "default_en" / "local" / "round5_probe.sh"
+    for steps in (1, 2):
+        argv = ["bash", str(script), "probe", "--max-steps", str(steps), "--max-batch-seconds", "10"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert torch.load(tmp_path / "r5" / "probe" / "last.pt", weights_only=True)["step"] == steps
+    assert "round 5 mix: queen_train not built, left out" in proc.stderr
+    log = [json.loads(line) for line in (tmp_path / "r5" / "probe" / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["sets"]) for r in log if r.get("valid") == "mean"] == [(1, 4), (2, 4)]
+    assert load_checkpoint(tmp_path / "r5" / "probe" / "best.pt").tokens[0] == "<blank>"
+    score = json.loads((tmp_path / "r5" / "probe" / "selection.json").read_text())
+    assert list(score["sets"]) == ["so762_dev", "cv_dev", "ls_pseudo_dev", "sc_dev"]

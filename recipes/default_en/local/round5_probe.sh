@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Round 5's probe (issue 31): the shipped model fine-tuned on every real voice the recipe builds plus the natural
+# synthetic speech (round5_mix below), with vocal-tract-length perturbation (conf/gru3x320_round5_probe.json:
+# --vtlp-prob 0.5, factors 0.9-1.1; one thread, lr 3e-4, 120 minutes), validated on the selection sets
+# (local/selection.py --print-sets: so762_dev, cv_dev, ls_pseudo_dev, sc_dev) with --select-on mean, so best.pt is
+# the step with the best mean greedy WER over them; then best.pt's selection score (asr eval's decoding).
+#   bash recipes/default_en/local/round5_probe.sh NAME [asr train options...]
+# NAME is the run's folder under R5_DIR (default ~/gru-asr-r5: outside the work tree, so the full trainer state,
+# last.pt, survives a checkout); options after it go to asr train last and win (e.g. --vtlp-prob 0 for the arm
+# without VTLP, --max-steps 2 to try the command). Run again with the same NAME, it resumes from R5_DIR/NAME/last.pt.
+# Needs stages 1-3 and 9-12 (sets a stage did not build are left out with a note). Writes R5_DIR/NAME/ (last.pt,
+# model.pt, best.pt, log.jsonl with the {"valid": "mean"} records, curve.png), R5_DIR/NAME.log and
+# R5_DIR/NAME/selection.{json,txt}.
+set -euo pipefail
+NAME=${1:?usage: round5_probe.sh NAME [asr train options...]}
+shift
+source "$(dirname "${BASH_SOURCE[0]}")/probe_lib.sh"
+R5_DIR=${R5_DIR:-$HOME/gru-asr-r5}
+CONF5=${CONF5:-$RECIPE/conf/gru3x320_round5_probe.json}
+
+# round5_mix DIR -> MIX: every real voice, weighted (starting weights, to be measured on the selection score):
+# the many-speaker sets up (speechocean762 x3, librispeech_pseudo x3, picovoice x2, alnum x3; Speech Commands once:
+# one word a clip), fsdd's digits x2, the single-speaker and acted sets once, the natural synthetic speech once.
+# Never cv_dev, sc_dev, ls_pseudo_dev, so762_dev (selection), real_en* or fsdd_test (evaluation only).
+round5_mix() {
+  local dir=$1 entry name
+  MIX=()
+  for entry in synth_train:1 so762_train:3 fsdd_train:2 speech_commands_train:1 ljspeech_train:1 alnum_train:3 \
+    asterisk_train:1 queen_train:1 sky_train:1 ls_pseudo_train:3 picovoice_train:2 dctts_train:1; do
+    name=${entry%%:*}
+    if [ -f "$dir/$name.jsonl" ]; then
+      MIX+=("$dir/$name.jsonl:${entry##*:}")
+    else
+      echo "round 5 mix: $name not built, left out" >&2
+    fi
+  done
+}
+
+round5_mix "$M"
+sets=$($PYTHON $RECIPE/local/selection.py "$M" --print-sets)  # fails, saying so, without stage 3's selection sets
+mapfile -t VALID <<< "$sets"
+mkdir -p "$R5_DIR"
+$PYTHON -m asr.train --config "$CONF5" --out "$R5_DIR/$NAME" --resume --init "$INIT" \
+  --train "${MIX[@]}" --valid "${VALID[@]}" "$@" 2>&1 | tee -a "$R5_DIR/$NAME.log"
+$PYTHON $RECIPE/local/selection.py "$M" --model "$R5_DIR/$NAME/best.pt" --json "$R5_DIR/$NAME/selection.json" \
+  | tee "$R5_DIR/$NAME/selection.txt"
