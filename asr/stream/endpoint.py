@@ -30,7 +30,7 @@ class EndpointConfig:
     word_boundary: float = 0.12  # ... a word boundary: a space, or this much silence since the last letter
     idle_restart: float = 0.3  # a fresh state after this much quiet silence with nothing recognised (0: never)
     quiet_level: float = -45.0  # dBFS: output frames whose audio is quieter than this count as quiet (RMS)
-    warmup: float = 0.1  # audio before a restart run through the fresh state (its output not decoded)
+    warmup: float = 0.2  # audio before a restart run through the fresh state (its output not decoded)
 
     def frames(self, seconds: float, frame_shift: float = FRAME_SHIFT) -> int:
         return max(1, round(seconds / frame_shift))
