@@ -1,13 +1,15 @@
 """How many concurrent real-time streams one BatchEngine sustains here, the GRU's achieved FLOP/s, and where time goes.
 
-    python benchmarks/streams.py [--model PATH] [--threads 2] [--int8] [--out FILE]
+    python benchmarks/streams.py [--model PATH] [--threads 2] [--int8] [--source speech|silence|noise] [--out FILE]
 
 A round pushes ROUND_SECONDS of 16 kHz int16 PCM into each of N streams
 (`Stream.push`: PCM conversion + log-mel frontend) and then calls
 `engine.run()` (batched model steps + per-stream greedy decoding and endpoint
 rules). N streams are real time while the mean round takes less than
 ROUND_SECONDS. N doubles until a round is too slow, then a bisection finds the
-largest N that keeps up.
+largest N that keeps up. --source: what the streams hear: the clips end to end
+(speech, the default), digital silence, or white noise at -50 dBFS (quiet silence,
+where the model state restarts every `EndpointConfig.idle_restart`).
 
 GRU FLOPs are counted analytically: per output frame (40 ms) and layer l, a GRU
 computes 3 gates, each an (H x I_l) and an (H x H) matrix-vector product:
@@ -206,6 +208,7 @@ def main(argv=None) -> int:
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (GRU FLOP/s then compares int8 work)")
     p.add_argument("--rounds", type=int, default=12, help="timed rounds per N (default 12, after 3 warm-up rounds)")
     p.add_argument("--max-streams", type=int, default=MAX_STREAMS)
+    p.add_argument("--source", choices=("speech", "silence", "noise"), default="speech", help="what streams hear")
     p.add_argument(
         "--profile-streams", type=int, nargs="*", default=None, help="N for the time profile (default: 1 and the max)"
     )
@@ -216,6 +219,10 @@ def main(argv=None) -> int:
         model = quantize_int8(model)
     clips, _ = common.load_clips()
     pcm = pcm_source(clips)
+    if args.source != "speech":  # as long as the clips, so the streams' offsets work alike
+        n = len(pcm) // 2
+        quiet = np.zeros(n) if args.source == "silence" else np.random.default_rng(0).standard_normal(n) * 10**-2.5
+        pcm = common.to_int16(quiet.astype(np.float32)).tobytes()
     torch.set_num_threads(args.threads)
     peak = {t: common.peak_gemm_flops(t) for t in sorted({1, 2, args.threads})}
     torch.set_num_threads(args.threads)
@@ -232,7 +239,8 @@ def main(argv=None) -> int:
         ["streams", "round_ms", "p90_ms", "load", "realtime"],
     )
     print(
-        f"\nmax real-time streams: {best} ({args.threads} thread(s), {'int8' if args.int8 else 'fp32'}, model {model_name})"
+        f"\nmax real-time streams: {best} ({args.threads} thread(s), {'int8' if args.int8 else 'fp32'}, {args.source}, "
+        f"model {model_name})"
     )
     frame_flops = gru_flops_per_frame(model.config)
     print(
@@ -248,6 +256,7 @@ def main(argv=None) -> int:
             "model": model_name,
             "threads": args.threads,
             "int8": args.int8,
+            "source": args.source,
             "round_seconds": ROUND_SECONDS,
             "max_realtime_streams": best,
             "sweep": rows,

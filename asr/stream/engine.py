@@ -82,7 +82,7 @@ class BatchEngine:
         computed after that frame are queued again, behind up to `endpoint.warmup` of the audio before it, which
         the fresh state hears first and nobody decodes."""
         per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
-        back = min(unused + self._warmup_frames(stream), stream.history.size // per_frame)
+        back = min(unused + self._warmup_frames(stream), stream.history_size // per_frame)
         stream.unread(back * per_frame)
         stream.warmup_left, stream.state_start, stream.quiet_run = back - unused, stream.frame, 0
         self._zero(stream.slot)

@@ -4,6 +4,8 @@ restart's warm-up replays, and the finished results (Vosk-like)."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import torch
 
@@ -79,8 +81,9 @@ class Stream:
         self.pcm = PcmInput()
         self.resampler = StreamResampler(self.sample_rate)
         self.samples = np.zeros(0, np.float32)  # 16 kHz samples not yet framed (frames overlap: N_FFT > HOP)
-        self.history = np.zeros(0, np.float32)  # the last samples framed, for a restart's warm-up (`unread`)
-        self.history_limit = 0  # samples kept in `history` (the engine sets it)
+        self.history: deque[np.ndarray] = deque()  # the last samples framed, for a restart (`unread`), as taken
+        self.history_size = 0  # samples in `history`
+        self.history_limit = 0  # samples kept in `history`, at least (the engine sets it)
         self.warmup_left = 0  # output frames the model computes but nobody decodes (a restart's warm-up)
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
@@ -124,21 +127,26 @@ class Stream:
     def take(self, n: int) -> np.ndarray:
         """The samples of the next n frames (n <= ready): ((n - 1) * HOP_LENGTH + N_FFT,); keeps the overlap."""
         window = self.samples[: (n - 1) * HOP_LENGTH + N_FFT]
-        if self.history_limit:
-            self.history = np.concatenate([self.history, self.samples[: n * HOP_LENGTH]])[-self.history_limit :]
+        if self.history_limit:  # whole pieces, the oldest dropped while the rest still hold the limit
+            self.history.append(self.samples[: n * HOP_LENGTH])
+            self.history_size += n * HOP_LENGTH
+            while self.history_size - self.history[0].size >= self.history_limit:
+                self.history_size -= self.history.popleft().size
         self.samples = self.samples[n * HOP_LENGTH :]
         return window
 
     def unread(self, n: int) -> int:
         """Queue the last `n` framed samples again (at most those in `history`); returns how many."""
-        n = min(n, self.history.size)
+        n = min(n, self.history_size)
         if n:
-            self.samples = np.concatenate([self.history[self.history.size - n :], self.samples])
-            self.history = self.history[: self.history.size - n]
+            kept = np.concatenate(self.history)
+            self.samples = np.concatenate([kept[kept.size - n :], self.samples])
+            self.history = deque([kept[: kept.size - n]])
+            self.history_size -= n
         return n
 
     def forget_history(self) -> None:
-        self.history = np.zeros(0, np.float32)
+        self.history, self.history_size = deque(), 0
 
     # -- decoding --------------------------------------------------------------
     def _new_utterance(self) -> None:
