@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,6 +50,18 @@ def default_model():
         return asr.load_model(device="cpu")
     except asr.ModelNotFoundError:
         pytest.skip("the embedded default model is not installed")
+
+
+def json_objects(text: str) -> list[dict]:
+    """The JSON objects printed one after another (Vosk prints them indented, over several lines)."""
+    decoder, out, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, i = decoder.raw_decode(text, i)
+        out.append(obj)
+    return out
 
 
 def random_model(seed: int, **config):

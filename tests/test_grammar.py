@@ -16,7 +16,7 @@ import wave
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, synthesize
+from conftest import REPO, json_objects, synthesize
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -261,17 +261,6 @@ while True:
 
 print(rec.FinalResult())
 """
-
-
-def json_objects(text: str) -> list[dict]:
-    decoder, out, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        obj, i = decoder.raw_decode(text, i)
-        out.append(obj)
-    return out
 
 
 def test_a_vosk_program_with_a_grammar_runs_unchanged_and_says_only_its_phrases(tmp_path, clips):

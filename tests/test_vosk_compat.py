@@ -10,7 +10,7 @@ import wave
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, json_objects
 
 from asr.compat.vosk import KaldiRecognizer, Model
 from asr.decode.config import DecodingConfig
@@ -47,18 +47,6 @@ while True:
 
 print(rec.FinalResult())
 """
-
-
-def json_objects(text: str) -> list[dict]:
-    """The JSON objects printed one after another (Vosk prints them indented, over several lines)."""
-    decoder, out, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        obj, i = decoder.raw_decode(text, i)
-        out.append(obj)
-    return out
 
 
 @pytest.fixture(scope="module")
