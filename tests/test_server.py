@@ -7,7 +7,6 @@ import contextlib
 import functools
 import itertools
 import json
-import logging
 import os
 import signal
 import socket
@@ -338,17 +337,6 @@ def test_one_address_at_its_limit_does_not_keep_another_out(model, speech_pcm, c
     per address, 127.0.0.1 holds 3 and is refused a 4th (429, while the server has room); 127.0.0.2 (loopback
     too, on Linux) still streams and gets its transcript. A closed connection, and a failed handshake, give
     their place back."""
-    server_log = logging.getLogger("asr.server")  # heard here whatever an earlier in-process `asr serve` set up
-    server_log.addHandler(caplog.handler)
-    disabled, server_log.disabled = server_log.disabled, False
-    try:
-        _one_address_at_its_limit(model, speech_pcm, caplog)
-    finally:
-        server_log.removeHandler(caplog.handler)
-        server_log.disabled = disabled
-
-
-def _one_address_at_its_limit(model, speech_pcm, caplog):
     chunks = split(speech_pcm, 3200)
     other = {"local_addr": ("127.0.0.2", 0)}
     config = ServerConfig(
