@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,21 @@ def exported(model, model_path):
         out["onnx", int8] = export_onnx(model, model_path.with_name(f"m{suffix}.onnx"), int8=int8)
         out["torchscript", int8] = export_torchscript(model, model_path.with_name(f"m{suffix}.ts"), int8=int8)
     return out
+
+
+def test_int8_onnx_export_leaves_the_programs_logging_as_it_was(model, tmp_path):
+    """onnxruntime's quantiser warns a lot, so the export raises the root logger's level while it runs, and only
+    then: a program that exports (the server, a test run) keeps its warnings afterwards."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        export_onnx(model, tmp_path / "m.onnx", int8=True)
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(before)
 
 
 def max_step_difference(reference, other, batch: int = 3) -> float:

@@ -129,8 +129,13 @@ def export_onnx(model, out, int8: bool = False) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         fp32, tmp = tmp, out.with_name(out.name + ".int8.tmp")
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # "consider pre-processing"
-        quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))  # onnxruntime's "consider pre-processing" warnings: only meanwhile
+        try:
+            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)  # the host program's logging as it was
         fp32.unlink()
         _copy_metadata(proto, tmp)
     tmp.replace(out)
