@@ -75,7 +75,7 @@ class BatchEngine:
         """Forget the stream's audio and model state (keeps its slot)."""
         self._zero(stream.slot)
         stream.forget_history()
-        stream.warmup_left, stream.state_start, stream.quiet_run = 0, stream.frame, 0
+        stream.warmup_left = stream.quiet_run = 0
 
     def restart(self, stream: Stream, unused: int = 0) -> None:
         """Start the stream's model state afresh after the last frame it decoded: the `unused` output frames
@@ -84,7 +84,7 @@ class BatchEngine:
         per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
         back = min(unused + self._warmup_frames(stream), stream.history_size // per_frame)
         stream.unread(back * per_frame)
-        stream.warmup_left, stream.state_start, stream.quiet_run = back - unused, stream.frame, 0
+        stream.warmup_left, stream.quiet_run = back - unused, 0
         self._zero(stream.slot)
 
     @staticmethod

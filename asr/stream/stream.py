@@ -87,8 +87,7 @@ class Stream:
         self.warmup_left = 0  # output frames the model computes but nobody decodes (a restart's warm-up)
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
-        self.state_start = frame  # the output frame from which the model state last started afresh
-        self.quiet_run = 0  # output frames of quiet silence since then (or the utterance's start), up to now
+        self.quiet_run = 0  # output frames of quiet silence since the state or the utterance last started, up to now
         self.received = 0  # 16 kHz samples pushed so far
         self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
@@ -135,15 +134,13 @@ class Stream:
         self.samples = self.samples[n * HOP_LENGTH :]
         return window
 
-    def unread(self, n: int) -> int:
-        """Queue the last `n` framed samples again (at most those in `history`); returns how many."""
-        n = min(n, self.history_size)
+    def unread(self, n: int) -> None:
+        """Queue the last `n` framed samples again (n <= `history_size`)."""
         if n:
             kept = np.concatenate(self.history)
             self.samples = np.concatenate([kept[kept.size - n :], self.samples])
             self.history = deque([kept[: kept.size - n]])
             self.history_size -= n
-        return n
 
     def forget_history(self) -> None:
         self.history, self.history_size = deque(), 0

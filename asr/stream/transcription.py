@@ -59,12 +59,10 @@ def transcribe(
 
 
 def _collect(stream, texts: list[str], words: list[dict]) -> None:
-    """The stream's finished utterances: their texts and words appended."""
-    for final in stream.finals:
-        if final["text"]:
-            texts.append(final["text"])
-        words += [
-            {"word": w["word"], "start": w["start"], "end": w["end"], "conf": w["conf"]}
-            for w in final.get("result", [])
-        ]
-    stream.finals = []
+    """The stream's finished utterances (`Stream.pop_final` merges them): their text and words appended."""
+    final = stream.pop_final()
+    if final["text"]:
+        texts.append(final["text"])
+    words += [
+        {"word": w["word"], "start": w["start"], "end": w["end"], "conf": w["conf"]} for w in final.get("result", [])
+    ]
