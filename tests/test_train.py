@@ -389,3 +389,27 @@ def test_vtlp_options_reach_the_dataset(corpus, tmp_path):
             options.parse_args(base + bad)
     assert train.main(_args(corpus, tmp_path / "run", "--vtlp-prob", "1", "--max-steps", "2")) == 0
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_stream_and_channel_options_reach_the_dataset(corpus, tmp_path):
+    """--lead-prob, --stream-prob, --eq-prob, --codec-prob (and their ranges): off by default, unscaled by
+    --augment-scale, in the training set's augmentation; a tiny run with all of them on every utterance trains."""
+    base = ["--train", "a", "--out", "b"]
+    default = options.augment_config(options.parse_args(base + ["--augment-scale", "0.5"]))
+    assert (default.lead_prob, default.stream_prob, default.eq_prob, default.codec_prob) == (0, 0, 0, 0)
+    on = ["--lead-prob", "0.6", "--stream-prob", "0.3", "--eq-prob", "0.4", "--codec-prob", "0.2"]
+    ranges = ["--lead-seconds", "0", "1.5", "--gap-seconds", "0.2", "3", "--zero-share", "0.7"]
+    config = options.augment_config(options.parse_args(base + ["--augment-scale", "0.5"] + on + ranges))
+    assert (config.lead_prob, config.stream_prob, config.eq_prob, config.codec_prob) == (0.6, 0.3, 0.4, 0.2)
+    assert (config.lead_seconds, config.gap_seconds, config.zero_share) == ((0.0, 1.5), (0.2, 3.0), 0.7)
+    for bad in (
+        ["--lead-prob", "2"],
+        ["--gap-seconds", "2", "1"],
+        ["--lead-seconds", "-1", "1"],
+        ["--zero-share", "-0.1"],
+    ):
+        with pytest.raises(SystemExit):
+            options.parse_args(base + bad)
+    every = ["--lead-prob", "1", "--stream-prob", "1", "--eq-prob", "1", "--codec-prob", "1", "--max-steps", "2"]
+    assert train.main(_args(corpus, tmp_path / "run", *every)) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2

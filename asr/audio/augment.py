@@ -1,5 +1,5 @@
-"""Training-time augmentation: silence padding, speed perturbation, reverberation, noise, band-limiting and
-gain on 16 kHz waveforms, vocal-tract-length perturbation (VTLP: a warped mel filterbank) and SpecAugment masks on
+"""Training-time augmentation: silence padding and leads, speed perturbation, reverberation, noise, microphone
+colouring, band-limiting, codec round trips and gain on 16 kHz waveforms (the channel ones in asr.audio.channel), vocal-tract-length perturbation (VTLP: a warped mel filterbank) and SpecAugment masks on
 features. Inference features are LogMel's, never these.
 
 Legend: T = feature frames, F = mel bins, K = FFT bins (N_FFT // 2 + 1).
@@ -15,9 +15,11 @@ import torch
 import torchaudio
 
 from asr.audio import SAMPLE_RATE
+from asr.audio.channel import CODECS, codec_roundtrip, random_eq, silence
 from asr.audio.frontend import N_FFT, N_MELS, LogMel
 
 VTLP_HIGH = SAMPLE_RATE / 2 - 500.0  # Hz: above it (x the factor where < 1) the warp bends to keep Nyquist in place
+UNSCALED = ("lead_prob", "stream_prob", "eq_prob", "codec_prob", "vtlp_prob")  # --augment-scale leaves these
 VTLP_LIMITS = (0.8, 1.12)  # warp factors allowed: above ~1.12 the lowest mel filter falls between two FFT bins
 
 
@@ -37,6 +39,13 @@ class AugmentConfig:
     bandlimit_prob: float = 0.15  # 8 kHz telephone band
     gain_prob: float = 0.5
     gain_db: tuple = (-10.0, 6.0)
+    lead_prob: float = 0.0  # a lead of silence before the speech (and a third as much after), as a live stream gives
+    lead_seconds: tuple = (0.0, 2.0)  # the lead, drawn uniformly (off by default; leads, streams, EQ, codecs unscaled)
+    zero_share: float = 0.5  # of the leads and a stream's gaps: digital silence (zeros) rather than a noise floor
+    stream_prob: float = 0.0  # (ASRDataset) a shorter utterance before this one, silence between: the state carried
+    gap_seconds: tuple = (0.1, 2.0)  # the silence between a stream's two utterances, drawn uniformly
+    eq_prob: float = 0.0  # a microphone's colouring (asr.audio.channel.random_eq)
+    codec_prob: float = 0.0  # a lossy round trip: Opus or MP3 at a low bit rate, or 8 kHz mu-law (telephone)
     vtlp_prob: float = 0.0  # warp the mel filterbank (off by default; not scaled by --augment-scale)
     vtlp_factors: tuple = (0.9, 1.1)  # the warp factor's range, drawn uniformly: > 1 moves energy up in frequency
     specaug_prob: float = 0.8
@@ -45,7 +54,8 @@ class AugmentConfig:
 
     def scaled(self, factor: float) -> AugmentConfig:
         """The same augmentations with every probability times `factor` (capped at 1)."""
-        probs = {f.name: min(1.0, getattr(self, f.name) * factor) for f in fields(self) if f.name.endswith("_prob")}
+        scaled = [f.name for f in fields(self) if f.name.endswith("_prob") and f.name not in UNSCALED]
+        probs = {name: min(1.0, getattr(self, name) * factor) for name in scaled}
         return replace(self, **probs)
 
 
@@ -68,8 +78,13 @@ def synthetic_rir(rt60: float, rng: np.random.Generator, length: float = 0.5) ->
 
 
 def augment_waveform(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> np.ndarray:
-    """Silence padding, speed, reverberation, noise, band-limiting and gain, each with its probability. 16 kHz."""
+    """Silence padding and leads, speed, reverberation, noise, microphone colouring, band-limiting, codec round trips
+    and gain, each with its probability. 16 kHz. An augmentation that is off draws nothing."""
     cfg = cfg or AugmentConfig()
+    if cfg.lead_prob and rng.random() < cfg.lead_prob:
+        lead = int(SAMPLE_RATE * rng.uniform(*cfg.lead_seconds))
+        quiet = [silence(k, rng, cfg.zero_share, cfg.pad_level_db) for k in (lead, lead // 3)]
+        wave = np.concatenate([quiet[0], np.asarray(wave, dtype=np.float32), quiet[1]])
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     if rng.random() < cfg.pad_prob:
         before, after = (int(SAMPLE_RATE * rng.uniform(*cfg.pad_seconds)) for _ in range(2))
@@ -90,10 +105,14 @@ def augment_waveform(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentCon
         noise = colored_noise(x.numel(), float(rng.choice([0.0, 1.0, 2.0])), rng)
         snr = rng.uniform(*cfg.snr_db)
         x = x + torch.from_numpy(noise) * math.sqrt(power / 10 ** (snr / 10))
+    if cfg.eq_prob and rng.random() < cfg.eq_prob:
+        x = random_eq(x, rng)
     if rng.random() < cfg.bandlimit_prob:
         n = x.numel()
         x = torchaudio.functional.resample(torchaudio.functional.resample(x, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)
         x = torch.nn.functional.pad(x, (0, max(0, n - x.numel())))[:n]
+    if cfg.codec_prob and rng.random() < cfg.codec_prob:
+        x = torch.from_numpy(codec_roundtrip(x.numpy(), str(rng.choice(CODECS)), rng))
     if rng.random() < cfg.gain_prob:
         x = x * 10 ** (rng.uniform(*cfg.gain_db) / 20)
     return x.numpy()

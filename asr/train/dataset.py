@@ -6,13 +6,15 @@ Legend: B = batch, T = feature frames, F = mel bins, S = target tokens.
 
 from __future__ import annotations
 
+import bisect
 import random
 
 import numpy as np
 import torch
 
-from asr.audio import AudioError
+from asr.audio import SAMPLE_RATE, AudioError
 from asr.audio.augment import AugmentConfig, WarpedLogMel, augment_waveform, spec_augment
+from asr.audio.channel import silence
 from asr.audio.files import load_audio
 from asr.audio.frontend import LogMel
 from asr.train.manifests import DataError, _warn, read_manifest
@@ -115,7 +117,9 @@ class ASRDataset(torch.utils.data.Dataset):
     Augmentation randomness is seeded by (seed, epoch, index): reproducible, and different per epoch
     and for each repeat of an entry. Set `epoch` before creating each epoch's DataLoader iterator. With
     augmentation, the features may come through a warped mel filterbank (VTLP, `config.vtlp_prob`); without, they
-    are LogMel's, as at inference.
+    are LogMel's, as at inference. With `config.stream_prob`, an utterance may become a stream of two: a shorter
+    entry's audio, a gap of silence, then its own, the transcripts joined by a space (so at most about twice its
+    duration: batches may hold up to that much more audio than the sampler planned).
     """
 
     def __init__(
@@ -135,6 +139,8 @@ class ASRDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.config = config or AugmentConfig()
         self.logmel = WarpedLogMel()  # LogMel unless a warp factor is given
+        self.by_duration = sorted(range(len(self.entries)), key=lambda i: self.entries[i]["duration"])
+        self.durations = [self.entries[i]["duration"] for i in self.by_duration]  # ascending
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -152,6 +158,8 @@ class ASRDataset(torch.utils.data.Dataset):
             return None
         rng = np.random.default_rng([self.seed, self.epoch, index])
         augment = self.augment and self.epoch >= self.augment_from_epoch
+        if augment and self.config.stream_prob and rng.random() < self.config.stream_prob:
+            wave, ids = self._stream(entry, wave, ids, rng)
         if augment:
             wave = augment_waveform(wave, rng, self.config)
         factor = 1.0  # VTLP's warp; no draw while it is off, so that the other draws stay as they were
@@ -162,6 +170,24 @@ class ASRDataset(torch.utils.data.Dataset):
         if augment and rng.random() < self.config.specaug_prob:
             feats = spec_augment(feats, int(rng.integers(2**31)), self.config)
         return feats, torch.tensor(ids, dtype=torch.long)
+
+    def _stream(self, entry, wave, ids, rng):
+        """(wave, ids) of a stream of two utterances: a random entry no longer than `entry`, a gap of silence
+        (config.gap_seconds; zeros or a quiet floor), then `entry`. Unchanged where no shorter entry reads."""
+        shorter = bisect.bisect_right(self.durations, entry["duration"])
+        if shorter == 0:
+            return wave, ids
+        first = self.entries[self.by_duration[int(rng.integers(shorter))]]
+        try:
+            before = load_audio(first["audio"])
+        except AudioError:
+            return wave, ids
+        first_ids = self.tokenizer.encode(first["text"])
+        if not first_ids or before.size == 0:
+            return wave, ids
+        cfg = self.config
+        gap = silence(int(SAMPLE_RATE * rng.uniform(*cfg.gap_seconds)), rng, cfg.zero_share, cfg.pad_level_db)
+        return np.concatenate([before, gap, wave]), self.tokenizer.encode(first["text"] + " " + entry["text"])
 
 
 def collate(batch):

@@ -179,6 +179,41 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"VTLP's warp factors, drawn uniformly (default {aug.vtlp_factors[0]:g} {aug.vtlp_factors[1]:g}; above 1"
         " moves energy up in frequency)",
     )
+    a(
+        "--lead-prob",
+        type=float,
+        default=aug.lead_prob,
+        help="probability of a lead of silence before an utterance (a third as much after), as a live stream gives"
+        f" (not scaled; default {aug.lead_prob:g}: off)",
+    )
+    a("--lead-seconds", type=float, nargs=2, default=list(aug.lead_seconds), metavar=("LOW", "HIGH"))
+    a(
+        "--stream-prob",
+        type=float,
+        default=aug.stream_prob,
+        help="probability that an utterance becomes a stream of two: a shorter one, silence, then it, so the model"
+        f" learns to carry its state from one into the next (not scaled; default {aug.stream_prob:g}: off)",
+    )
+    a("--gap-seconds", type=float, nargs=2, default=list(aug.gap_seconds), metavar=("LOW", "HIGH"))
+    a(
+        "--zero-share",
+        type=float,
+        default=aug.zero_share,
+        help=f"of the leads and gaps, the share that is digital silence, not a quiet noise floor (default {aug.zero_share:g})",
+    )
+    a(
+        "--eq-prob",
+        type=float,
+        default=aug.eq_prob,
+        help=f"probability of a random microphone colouring (peaking EQ, high/low-pass; not scaled; default {aug.eq_prob:g})",
+    )
+    a(
+        "--codec-prob",
+        type=float,
+        default=aug.codec_prob,
+        help="probability of a lossy round trip: Opus or MP3 at a low bit rate, or 8 kHz mu-law telephone (not scaled;"
+        f" default {aug.codec_prob:g})",
+    )
     return p
 
 
@@ -208,7 +243,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not VTLP_LIMITS[0] <= low <= high <= VTLP_LIMITS[1]:
         limits = "-".join(f"{x:g}" for x in VTLP_LIMITS)
         parser.error(f"--vtlp-factors: LOW <= HIGH within {limits} (the mel filterbank's limits), got {low:g} {high:g}")
-    for name in ("speed_prob", "pad_prob", "vtlp_prob"):
+    for name in ("lead_seconds", "gap_seconds"):
+        low, high = getattr(args, name)
+        if not 0.0 <= low <= high <= 30.0:
+            parser.error(f"--{name.replace('_', '-')}: 0 <= LOW <= HIGH <= 30 seconds, got {low:g} {high:g}")
+    for name in (
+        "speed_prob",
+        "pad_prob",
+        "vtlp_prob",
+        "lead_prob",
+        "stream_prob",
+        "zero_share",
+        "eq_prob",
+        "codec_prob",
+    ):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
             parser.error(f"--{name.replace('_', '-')}: a probability in 0-1, got {value}")
@@ -221,10 +269,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def augment_config(args) -> AugmentConfig:
     """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob,
-    --vtlp-prob, --vtlp-factors and --speed-prob as given (unscaled)."""
+    --vtlp-*, --lead-*, --stream-prob, --gap-seconds, --zero-share, --eq-prob, --codec-prob and --speed-prob as
+    given (unscaled)."""
     config = AugmentConfig().scaled(args.augment_scale)
-    vtlp = {"vtlp_prob": args.vtlp_prob, "vtlp_factors": tuple(args.vtlp_factors)}
-    config = dataclasses.replace(config, speeds=tuple(args.speeds), pad_prob=args.pad_prob, **vtlp)
+    given = {name: getattr(args, name) for name in ("pad_prob", "vtlp_prob", "lead_prob", "stream_prob", "zero_share")}
+    given.update(eq_prob=args.eq_prob, codec_prob=args.codec_prob, speeds=tuple(args.speeds))
+    ranges = {name: tuple(getattr(args, name)) for name in ("vtlp_factors", "lead_seconds", "gap_seconds")}
+    config = dataclasses.replace(config, **given, **ranges)
     if args.speed_prob is not None:
         config = dataclasses.replace(config, speed_prob=args.speed_prob)
     return config

@@ -1,0 +1,105 @@
+"""Channel and stream augmentation (asr.audio.channel, the lead and stream options): on speech synthesized with
+espeak-ng."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import synthesize
+
+from asr.audio import SAMPLE_RATE
+from asr.audio.augment import AugmentConfig, augment_waveform
+from asr.audio.channel import CODECS, codec_roundtrip, random_eq, silence
+from asr.audio.files import load_audio
+from asr.model.tokenizer import CharTokenizer
+from asr.train.dataset import ASRDataset
+
+OFF = dict(speed_prob=0, noise_prob=0, reverb_prob=0, bandlimit_prob=0, gain_prob=0, specaug_prob=0)
+SENTENCES = ["open the door", "a dog ran in the park and then it sat down by the old tree"]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("channel")
+    return [synthesize(text, folder / f"s{i}.wav") for i, text in enumerate(SENTENCES)]
+
+
+def _band_energy(x: np.ndarray, low: float, high: float) -> float:
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE)
+    return float(power[(freqs >= low) & (freqs < high)].sum())
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_codec_round_trip_keeps_length_and_timing_and_loses_detail(speech, codec):
+    x = load_audio(speech[1])
+    y = codec_roundtrip(x, codec, np.random.default_rng(1))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    assert not np.allclose(y, x, atol=1e-3)
+    lags = range(-200, 201)
+    assert max(lags, key=lambda k: float(np.dot(x[400:-400], np.roll(y, k)[400:-400]))) == 0  # no delay
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((y - x) ** 2))
+    assert 3 < snr < 40, snr  # the words are still there, the detail is not
+    if codec == "mulaw":  # a telephone line carries nothing above 4 kHz
+        assert _band_energy(y, 4200, 8000) < 1e-3 * _band_energy(y, 0, 4000)
+
+
+def test_random_eq_colours_the_spectrum_and_keeps_the_level(speech):
+    x = torch.from_numpy(load_audio(speech[1]))
+    shapes = []
+    for seed in range(4):
+        y = random_eq(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        assert float(y.pow(2).mean().sqrt()) == pytest.approx(float(x.pow(2).mean().sqrt()), rel=1e-3)
+        shapes.append(_band_energy(y.numpy(), 0, 1000) / _band_energy(y.numpy(), 1000, 8000))
+    assert len({round(s, 3) for s in shapes}) == 4  # each draw a different microphone
+
+
+def test_silence_is_digital_zeros_or_a_quiet_floor():
+    rng = np.random.default_rng(0)
+    draws = [silence(1600, rng, 0.5, (-60.0, -50.0)) for _ in range(40)]
+    zeros = [d for d in draws if not d.any()]
+    assert 5 < len(zeros) < 35
+    for d in draws:
+        if d.any():
+            assert -62 < 20 * np.log10(np.sqrt(np.mean(d**2))) < -48
+    assert silence(0, rng, 0.5, (-60.0, -50.0)).size == 0
+
+
+def test_a_lead_puts_silence_before_the_speech_and_a_third_after(speech):
+    x = load_audio(speech[0])
+    config = AugmentConfig(**OFF, lead_prob=1, lead_seconds=(0.6, 0.6), zero_share=1)
+    y = augment_waveform(x, np.random.default_rng(0), config)
+    lead = int(0.6 * SAMPLE_RATE)
+    assert y.size == x.size + lead + lead // 3
+    assert not y[:lead].any() and np.array_equal(y[lead : lead + x.size], x) and not y[lead + x.size :].any()
+    assert np.array_equal(augment_waveform(x, np.random.default_rng(0), AugmentConfig(**OFF)), x)  # off by default
+
+
+def test_a_stream_example_is_a_shorter_utterance_a_gap_and_this_one(speech, tmp_path):
+    entries = [
+        {"id": f"s{i}", "audio": str(w), "duration": sf.info(str(w)).duration, "text": t}
+        for i, (w, t) in enumerate(zip(speech, SENTENCES, strict=True))
+    ]
+    tokens = CharTokenizer()
+    config = AugmentConfig(**OFF, stream_prob=1, gap_seconds=(0.5, 0.5), zero_share=1)
+    stream = ASRDataset(entries, tokens, augment=True, config=config)
+    plain = ASRDataset(entries, tokens, augment=True, config=AugmentConfig(**OFF))
+    feats, ids = stream[1]
+    first = 0 if ids.tolist() == tokens.encode(SENTENCES[0] + " " + SENTENCES[1]) else 1
+    assert ids.tolist() == tokens.encode(SENTENCES[first] + " " + SENTENCES[1])
+    frames = plain[first][0].shape[0] + plain[1][0].shape[0] + 50  # 0.5 s of gap: 50 frames of 10 ms
+    assert abs(feats.shape[0] - frames) <= 2
+    own = load_audio(speech[1])
+    for seed in range(6):  # the first utterance is drawn from those no longer than this one: itself or the other
+        wave, ids = stream._stream(entries[1], own, tokens.encode(SENTENCES[1]), np.random.default_rng(seed))
+        first = {len(tokens.encode(text + " " + SENTENCES[1])): text for text in SENTENCES}[len(ids)]
+        before = load_audio(speech[SENTENCES.index(first)])
+        assert np.array_equal(wave[: before.size], before) and np.array_equal(wave[-own.size :], own)
+        assert wave.size == before.size + own.size + SAMPLE_RATE // 2 and not wave[before.size : -own.size].any()
+    shortest_ids = stream[0][1].tolist()
+    assert shortest_ids in (tokens.encode(SENTENCES[0] + " " + SENTENCES[0]), tokens.encode(SENTENCES[0]))
+    clean = ASRDataset(entries, tokens, augment=False, config=config)
+    assert clean[1][1].tolist() == tokens.encode(SENTENCES[1])  # validation never streams
