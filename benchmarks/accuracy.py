@@ -10,6 +10,8 @@ our default LM), real_en_no_lj (without the LJSpeech speaker, whom ljspeech_trai
 from ../shared/data by recipes/default_en/local/real_manifests.py into a temporary folder (or read from
 --manifests). With --synth-manifests DIR (the recipe's WORK/manifests) the synthetic held-out voices
 synth_unseen_voice and synth_unseen_natural are added; sets whose manifest is absent are skipped with a note.
+Only when asked for (--sets): real_en_16k, real_en's clips recorded at 16 kHz (36 of 42: the live-use issue's
+stream figures are on these).
 
 Systems:
   greedy        ours, greedy finals (DecodingConfig(method="greedy"))
@@ -64,6 +66,7 @@ RECIPE_LOCAL = REPO / "recipes" / "default_en" / "local"
 REAL_SETS = ["so762_dev", "cv_dev", "fsdd_test", "real_en", "real_en_no_ps", "real_en_no_lj"]
 SYNTH_SETS = ["synth_unseen_voice", "synth_unseen_natural"]
 SETS = REAL_SETS + SYNTH_SETS
+DERIVED_SETS = {"real_en_16k": ("real_en", 16000)}  # name: (the set it keeps clips of, their native sample rate)
 SYSTEMS = {
     "greedy": "gru-asr, greedy",
     "default": "gru-asr, beam 64 + English LM (default)",
@@ -96,7 +99,13 @@ class Unavailable(Exception):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="our model bundle (default: the embedded model)")
-    p.add_argument("--sets", nargs="+", default=SETS, metavar="SET", help=f"default: all ({' '.join(SETS)})")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        default=SETS,
+        metavar="SET",
+        help=f"default: all ({' '.join(SETS)}); also {' '.join(DERIVED_SETS)}",
+    )
     p.add_argument(
         "--systems", nargs="+", default=list(SYSTEMS), metavar="SYSTEM", help=f"default: all ({' '.join(SYSTEMS)})"
     )
@@ -111,8 +120,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/accuracy.json)")
     args = p.parse_args(argv)
     for name in args.sets:
-        if name not in SETS:
-            sys.exit(f"error: unknown set {name!r} (sets: {', '.join(SETS)})")
+        if name not in SETS and name not in DERIVED_SETS:
+            sys.exit(f"error: unknown set {name!r} (sets: {', '.join([*SETS, *DERIVED_SETS])})")
     for name in args.systems:
         if name not in SYSTEMS:
             sys.exit(f"error: unknown system {name!r} (systems: {', '.join(SYSTEMS)})")
@@ -151,11 +160,26 @@ def make_manifests(out: Path) -> None:
         sys.exit(f"error: making the manifests from {DATA} failed: {lines[-1].removeprefix('error: ')}")
 
 
-def manifest_paths(args, folder: Path, notes: list[str]) -> dict[str, Path]:
-    """{set: manifest} of the sets asked for that exist; a note for each that does not."""
+def derive_manifest(source: Path, rate: int, out: Path) -> None:
+    """out: the entries of manifest `source` whose audio file's native sample rate is `rate`."""
+    import soundfile as sf
+
+    from asr.train.manifests import read_manifest, write_manifest
+
+    write_manifest(out, [e for e in read_manifest(source) if sf.info(e["audio"]).samplerate == rate])
+
+
+def manifest_paths(args, folder: Path, notes: list[str], scratch: Path) -> dict[str, Path]:
+    """{set: manifest} of the sets asked for that exist (DERIVED_SETS written into scratch); a note for each that
+    does not."""
     paths = {}
     for name in args.sets:
-        if name in SYNTH_SETS:
+        if name in DERIVED_SETS:
+            source, rate = DERIVED_SETS[name]
+            path = scratch / f"{name}.jsonl"
+            if (folder / f"{source}.jsonl").is_file():
+                derive_manifest(folder / f"{source}.jsonl", rate, path)
+        elif name in SYNTH_SETS:
             if args.synth_manifests is None:
                 notes.append(f"skipped {name}: no --synth-manifests folder given")
                 continue
@@ -530,7 +554,7 @@ def main(argv=None) -> int:
         if folder is None:
             folder = Path(tmp)
             make_manifests(folder)
-        paths = manifest_paths(args, folder, notes)
+        paths = manifest_paths(args, folder, notes, Path(tmp))
         sets, audio = load_sets(paths, args.limit, notes)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
