@@ -47,6 +47,16 @@ def test_melstream_keeps_a_bounded_tail():
     assert stream.samples_seen == len(SIGNAL)
 
 
+def test_digital_silence_looks_like_the_quietest_microphone():
+    """Zeros' features are those of white noise at about -100 dBFS (the log floor), not far below it (they were
+    5.4 lower, a place in feature space the model never trains on)."""
+    logmel = LogMel()
+    quiet = np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 10 ** (-100 / 20)
+    noise, zeros = logmel(torch.from_numpy(quiet.astype(np.float32))), logmel(torch.zeros(SAMPLE_RATE))
+    assert abs(float(zeros.mean()) - float(noise.mean())) < 1.0
+    assert float(zeros.max()) == float(zeros.min())
+
+
 def test_logmel_shape_and_short_input():
     assert WHOLE.shape[0] == 1 + (len(SIGNAL) - N_FFT) // HOP_LENGTH
     assert LOGMEL(torch.zeros(N_FFT - 1)).shape == (0, N_MELS)
