@@ -5,6 +5,11 @@
 # (local/selection.py --print-sets: so762_dev, cv_dev, ls_pseudo_dev, sc_dev) with --select-on mean, so best.pt is
 # the step with the best mean greedy WER over them; then best.pt's selection score (asr eval's decoding).
 #   bash recipes/default_en/local/round5_probe.sh NAME [asr train options...]
+# The two arms run side by side (one thread each, 2026-12-07): without round 5's variation, and with all of it
+# (conf/gru3x320_round5_group.json: VTLP, leads of silence, streams of two utterances, microphone EQ, codecs):
+#   bash recipes/default_en/local/round5_probe.sh none --vtlp-prob 0 --max-minutes 110 &
+#   CONF5=recipes/default_en/conf/gru3x320_round5_group.json bash recipes/default_en/local/round5_probe.sh group \
+#     --max-minutes 110 &
 # NAME is the run's folder under R5_DIR (default ~/gru-asr-r5: outside the work tree, so the full trainer state,
 # last.pt, survives a checkout); options after it go to asr train last and win (e.g. --vtlp-prob 0 for the arm
 # without VTLP, --max-steps 2 to try the command). Run again with the same NAME, it resumes from R5_DIR/NAME/last.pt.
