@@ -186,7 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability of a lead of silence before an utterance (a third as much after), as a live stream gives"
         f" (not scaled; default {aug.lead_prob:g}: off)",
     )
-    a("--lead-seconds", type=float, nargs=2, default=list(aug.lead_seconds), metavar=("LOW", "HIGH"))
+    a(
+        "--lead-seconds",
+        type=float,
+        nargs=2,
+        default=list(aug.lead_seconds),
+        metavar=("LOW", "HIGH"),
+        help=f"the lead's length, drawn uniformly (default {aug.lead_seconds[0]:g} {aug.lead_seconds[1]:g})",
+    )
     a(
         "--stream-prob",
         type=float,
@@ -194,7 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that an utterance becomes a stream of two: a shorter one, silence, then it, so the model"
         f" learns to carry its state from one into the next (not scaled; default {aug.stream_prob:g}: off)",
     )
-    a("--gap-seconds", type=float, nargs=2, default=list(aug.gap_seconds), metavar=("LOW", "HIGH"))
+    a(
+        "--gap-seconds",
+        type=float,
+        nargs=2,
+        default=list(aug.gap_seconds),
+        metavar=("LOW", "HIGH"),
+        help=f"the silence between a stream's utterances, drawn uniformly (default {aug.gap_seconds[0]:g}"
+        f" {aug.gap_seconds[1]:g})",
+    )
     a(
         "--zero-share",
         type=float,
