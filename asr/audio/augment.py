@@ -1,6 +1,7 @@
 """Training-time augmentation: silence padding and leads, speed perturbation, reverberation, noise, microphone
 colouring, band-limiting, codec round trips and gain on 16 kHz waveforms (the channel ones in asr.audio.channel),
-vocal-tract-length perturbation (VTLP: a warped mel filterbank) and SpecAugment masks on features. Inference features are LogMel's, never these.
+vocal-tract-length perturbation (VTLP: a warped mel filterbank) and SpecAugment masks on features. Inference
+features are LogMel's, never these.
 
 Legend: T = feature frames, F = mel bins, K = FFT bins (N_FFT // 2 + 1).
 """
