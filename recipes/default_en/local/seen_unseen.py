@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         default = score_manifest(model, str(path), entries, beam=beam)
         table[name] = {"speakers": seen, "utterances": greedy["utterances"], "greedy_wer": greedy["wer"]}
         table[name].update(greedy_cer=greedy["cer"], default_wer=default["wer"])
-    print("| set | speakers | clips | greedy WER | greedy CER | default WER |")
+    print("| set | speakers in round 5's training | clips | greedy WER | greedy CER | default WER |")
     print("|---|---|---:|---:|---:|---:|")
     for name, r in table.items():
         figures = f"{r['greedy_wer']:.1%} | {r['greedy_cer']:.1%} | {r['default_wer']:.1%}"
