@@ -287,9 +287,9 @@ def augment_config(args) -> AugmentConfig:
     --vtlp-*, --lead-*, --stream-prob, --gap-seconds, --zero-share, --eq-prob, --codec-prob and --speed-prob as
     given (unscaled)."""
     config = AugmentConfig().scaled(args.augment_scale)
-    given = {name: getattr(args, name) for name in ("pad_prob", "vtlp_prob", "lead_prob", "stream_prob", "zero_share")}
-    given.update(eq_prob=args.eq_prob, codec_prob=args.codec_prob, speeds=tuple(args.speeds))
-    ranges = {name: tuple(getattr(args, name)) for name in ("vtlp_factors", "lead_seconds", "gap_seconds")}
+    probs = ("pad_prob", "vtlp_prob", "lead_prob", "stream_prob", "zero_share", "eq_prob", "codec_prob")
+    given = {name: getattr(args, name) for name in probs}
+    ranges = {name: tuple(getattr(args, name)) for name in ("speeds", "vtlp_factors", "lead_seconds", "gap_seconds")}
     config = dataclasses.replace(config, **given, **ranges)
     if args.speed_prob is not None:
         config = dataclasses.replace(config, speed_prob=args.speed_prob)
