@@ -210,8 +210,9 @@ def test_real_manifests_hold_speakers_out_by_rule(tmp_path, shared_data):
 
 def test_selection_score_is_the_mean_of_the_selection_sets(tmp_path, shared_data, default_model):
     """local/selection.py: greedy WER and CER on so762_dev, cv_dev, ls_pseudo_dev and sc_dev (here their first 3
-    utterances each), by asr eval's decoding and scoring, and their plain mean; --print-sets lists the sets for
-    asr train --valid; without stage 3's selection sets, a one-line error."""
+    utterances each), by asr eval's decoding and scoring, and their plain mean, the CER's being the score;
+    --baseline gives the shipping verdict; --print-sets lists the sets for asr train --valid; without stage 3's
+    selection sets, a one-line error."""
     real = tmp_path / "real"
     if _local_script("real_manifests.py", shared_data, real).returncode:
         pytest.skip("stage 3's manifests could not be built from ../shared/data")
@@ -230,8 +231,25 @@ def test_selection_score_is_the_mean_of_the_selection_sets(tmp_path, shared_data
     assert list(score["sets"]) == list(sets) and score["decoding"] == "greedy"
     for key in ("wer", "cer"):
         assert score["mean"][key] == pytest.approx(sum(s[key] for s in score["sets"].values()) / 4)
-    assert f"selection score (mean of 4 sets): WER {score['mean']['wer']:.2%}" in proc.stdout
+    assert f"selection score (mean greedy CER of 4 sets): {score['mean']['cer']:.2%}" in proc.stdout
     assert len((tmp_path / "utt.tsv").read_text().splitlines()) == 1 + 4 * 3
+    # --baseline: a lower mean CER ships only when no set is worse (a baseline 1 point worse everywhere but cv_dev)
+    baseline = json.loads((tmp_path / "score.json").read_text())
+    for name, result in baseline["sets"].items():
+        result["cer"] += -0.01 if name == "cv_dev" else 0.01
+    baseline["mean"]["cer"] += 0.005
+    (tmp_path / "base.json").write_text(json.dumps(baseline))
+    proc = _local_script("selection.py", folder, "--baseline", tmp_path / "base.json")
+    assert proc.returncode == 0 and "ships: no: worse on cv_dev" in proc.stdout and "(+1.00%)" in proc.stdout
+    baseline["sets"]["cv_dev"]["cer"] += 0.02
+    (tmp_path / "base.json").write_text(json.dumps(baseline))
+    proc = _local_script("selection.py", folder, "--baseline", tmp_path / "base.json")
+    assert "ships: yes: a lower mean CER and no set worse" in proc.stdout
+    (tmp_path / "base.json").write_text("{}")
+    proc = _local_script("selection.py", folder, "--baseline", tmp_path / "base.json")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1  # before any decoding
+    assert proc.stderr.startswith(f"selection: error: --baseline {tmp_path / 'base.json'}: not a selection.py --json")
+
     (folder / "sc_dev.jsonl").unlink()
     proc = _local_script("selection.py", folder)
     assert proc.returncode == 2 and "no sc_dev" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -413,3 +413,27 @@ def test_stream_and_channel_options_reach_the_dataset(corpus, tmp_path):
     every = ["--lead-prob", "1", "--stream-prob", "1", "--eq-prob", "1", "--codec-prob", "1", "--max-steps", "2"]
     assert train.main(_args(corpus, tmp_path / "run", *every)) == 0
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_init_widen_starts_from_the_widened_model(corpus, tmp_path, capsys):
+    """--init MODEL --widen H: the run starts from MODEL widened to H units a layer (asr.model.widen, seeded noise),
+    trains it, and --select-by cer keeps the step of the lowest validation CER."""
+    base = tmp_path / "base"
+    assert train.main(_args(corpus, base, "--max-steps", "2")) == 0
+    start = load_checkpoint(base / "model.pt")
+    argv = _args(corpus, tmp_path / "wide", "--init", str(base / "model.pt"), "--widen", "48")
+    trainer = Trainer(options.parse_args(argv))
+    assert trainer.model.config.hidden_size == 48 and trainer.model.rnn.weight_hh_l0.shape == (3 * 48, 48)
+    assert torch.equal(trainer.model.conv1.weight, start.conv1.weight)
+    out = tmp_path / "tuned"
+    argv = _args(corpus, out, "--init", str(base / "model.pt"), "--widen", "48", "--valid", str(corpus))
+    argv += ["--valid-every", "1", "--max-steps", "4", "--select-by", "cer", "--lr", "1e-2", "--warmup-steps", "1"]
+    assert train.main(argv) == 0
+    valid = [r for r in _log(out) if "cer" in r]
+    assert load_checkpoint(out / "best.pt").config.hidden_size == 48
+    assert load_checkpoint(out / "best.pt").extra["step"] == min(valid, key=lambda r: r["cer"])["step"]
+    capsys.readouterr()
+    for extra, message in ((["--widen", "16"], "not wider"), (["--widen", "48", "--init", ""], "--widen needs --init")):
+        assert train.main(_args(corpus, tmp_path / "bad", "--init", str(base / "model.pt"), *extra)) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1

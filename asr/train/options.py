@@ -20,7 +20,7 @@ MODEL_OPTIONS = (
     "subsampling",
     "lookahead",
 )  # args -> ModelConfig fields
-SELECT_BY = ("wer", "loss")  # --select-by: validation results whose lowest picks best.pt
+SELECT_BY = ("wer", "cer", "loss")  # --select-by: validation results whose lowest picks best.pt
 SELECT_ON = ("first", "mean")  # --select-on: the first --valid set's results, or their mean over all sets
 
 
@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         " its architecture replaces the model options; fresh optimizer and schedule; --resume's OUT/last.pt wins",
     )
     a(
+        "--widen",
+        type=int,
+        default=None,
+        metavar="H",
+        help="with --init: widen the --init model's recurrent layers to H units first, computing the same function"
+        " (Net2Net: asr.model.widen, noise 0.01), when it is short of capacity",
+    )
+    a(
         "--freeze",
         nargs="+",
         default=[],
@@ -123,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--select-by",
         choices=SELECT_BY,
         default="wer",
-        help="the validation score that picks best.pt and counts for --patience: the greedy WER (default), or the"
-        " mean CTC loss (smoother than the WER of a few utterances)",
+        help="the validation score that picks best.pt and counts for --patience: the greedy WER (default), the greedy"
+        " CER (finer: it still moves where the WER is near 100%), or the mean CTC loss (smoother than the WER of a few"
+        " utterances)",
     )
     a(
         "--select-on",

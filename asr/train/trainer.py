@@ -35,6 +35,7 @@ from asr.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from asr.model.loading import DEFAULT_MODEL
 from asr.model.network import GRUCTC, ModelConfig
 from asr.model.tokenizer import CharTokenizer
+from asr.model.widen import widen
 from asr.train.curves import append_log, plot_curve
 from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
 from asr.train.manifests import read_manifest
@@ -44,6 +45,7 @@ from asr.train.validation import MEAN, ctc, frame_kl, mean_result, validate
 from asr.util.atomic import atomic_open
 
 STATE_VERSION = 1  # layout of last.pt
+WIDEN_NOISE = 0.01  # --widen: noise on the widened weights, a fraction of each tensor's std
 
 
 class Trainer:
@@ -106,6 +108,8 @@ class Trainer:
             fields = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
             config = model_config(n_mels=80, vocab_size=len(self.tokenizer), **fields)
         initial = self._initial_model() if self.state is None and args.init else None
+        if args.widen is not None and not args.init:
+            raise TrainError("--widen needs --init (the model to widen)")
         if initial is not None:
             config = initial.config
             if args.lookahead is not None:
@@ -178,6 +182,11 @@ class Trainer:
             raise TrainError(f"--init {exc}") from None
         if model.tokens != self.tokenizer.tokens:
             raise TrainError(f"--init {self.args.init}: its output tokens differ from the character set trained here")
+        if self.args.widen is not None:  # the same widening (seeded) on a resume's --l2-init / --kl-init reload
+            try:
+                model = widen(model, self.args.widen, noise=WIDEN_NOISE, seed=self.args.seed)
+            except ValueError as exc:
+                raise TrainError(f"--widen: {exc}") from None
         return model
 
     def _loader(self, dataset, sampler):

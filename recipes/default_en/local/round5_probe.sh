@@ -10,6 +10,12 @@
 #   bash recipes/default_en/local/round5_probe.sh none --vtlp-prob 0 --max-minutes 110 &
 #   CONF5=recipes/default_en/conf/gru3x320_round5_group.json bash recipes/default_en/local/round5_probe.sh group \
 #     --max-minutes 110 &
+# Round 5's long run (from 2026-12-07, resumed session after session until its score stops improving): the group arm's
+# best.pt widened to 3 x 448 (--widen, Net2Net: the probes' seen and unseen speakers came out alike, 44.0% and 44.3%
+# greedy CER on librispeech_pseudo), two 1-thread DDP processes, a cosine over 9 hours, best.pt by the mean CER:
+#   NPROC=2 INIT=~/gru-asr-r5/group/best.pt CONF5=recipes/default_en/conf/gru3x448_round5_long.json \
+#     bash recipes/default_en/local/round5_probe.sh long --widen 448 --max-minutes 540 &
+# (stop it with kill -INT; the same command resumes it from last.pt, --widen and --init then unused).
 # NAME is the run's folder under R5_DIR (default ~/gru-asr-r5: outside the work tree, so the full trainer state,
 # last.pt, survives a checkout); options after it go to asr train last and win (e.g. --vtlp-prob 0 for the arm
 # without VTLP, --max-steps 2 to try the command). Run again with the same NAME, it resumes from R5_DIR/NAME/last.pt.
@@ -45,7 +51,11 @@ round5_mix "$M"
 sets=$($PYTHON $RECIPE/local/selection.py "$M" --print-sets)  # fails, saying so, without stage 3's selection sets
 mapfile -t VALID <<< "$sets"
 mkdir -p "$R5_DIR"
-$PYTHON -m asr.train --config "$CONF5" --out "$R5_DIR/$NAME" --resume --init "$INIT" \
+TRAIN_CMD=($PYTHON -m asr.train)
+if [ "${NPROC:-1}" -gt 1 ]; then  # DDP over gloo, one thread each (probe_lib.sh sets OMP_NUM_THREADS=1)
+  TRAIN_CMD=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m asr.train)
+fi
+"${TRAIN_CMD[@]}" --config "$CONF5" --out "$R5_DIR/$NAME" --resume --init "$INIT" \
   --train "${MIX[@]}" --valid "${VALID[@]}" "$@" 2>&1 | tee -a "$R5_DIR/$NAME.log"
 $PYTHON $RECIPE/local/selection.py "$M" --model "$R5_DIR/$NAME/best.pt" --json "$R5_DIR/$NAME/selection.json" \
   | tee "$R5_DIR/$NAME/selection.txt"
