@@ -78,24 +78,34 @@ def synthetic_rir(rt60: float, rng: np.random.Generator, length: float = 0.5) ->
     return (rir / np.sqrt(np.sum(rir**2))).astype(np.float32)
 
 
-def augment_waveform(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> np.ndarray:
+def augment_waveform(
+    wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None, timing: dict | None = None
+) -> np.ndarray:
     """Silence padding and leads, speed, reverberation, noise, microphone colouring, band-limiting, codec round trips
-    and gain, each with its probability. 16 kHz. An augmentation that is off draws nothing."""
+    and gain, each with its probability. 16 kHz. An augmentation that is off draws nothing.
+
+    `timing` (a dict, optional) gets where the input's time went: "offset", the seconds of audio put before it,
+    and "speed", its speed factor; input time t is output time (t + offset) / speed."""
     cfg = cfg or AugmentConfig()
+    offset, speed = 0, 1.0
     if cfg.lead_prob and rng.random() < cfg.lead_prob:
         lead = int(SAMPLE_RATE * rng.uniform(*cfg.lead_seconds))
         quiet = [silence(k, rng, cfg.zero_share, cfg.pad_level_db) for k in (lead, lead // 3)]
         wave = np.concatenate([quiet[0], np.asarray(wave, dtype=np.float32), quiet[1]])
+        offset += lead
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     if rng.random() < cfg.pad_prob:
         before, after = (int(SAMPLE_RATE * rng.uniform(*cfg.pad_seconds)) for _ in range(2))
         floor = 10 ** (rng.uniform(*cfg.pad_level_db) / 20)
         pad = torch.from_numpy((rng.standard_normal(before + after) * floor).astype(np.float32))
         x = torch.cat([pad[:before], x, pad[before:]])
+        offset += before
     if rng.random() < cfg.speed_prob:
         speed = float(rng.choice(cfg.speeds))
         if speed != 1.0:  # play the samples as if recorded at speed*16k: shorter and higher (sox `speed`)
             x = torchaudio.functional.resample(x, int(SAMPLE_RATE * speed), SAMPLE_RATE)
+    if timing is not None:
+        timing.update(offset=offset / SAMPLE_RATE, speed=speed)
     if rng.random() < cfg.reverb_prob and x.numel() > 0:
         rms = x.pow(2).mean().sqrt()
         rir = torch.from_numpy(synthetic_rir(rng.uniform(*cfg.rt60), rng))

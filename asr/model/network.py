@@ -270,6 +270,39 @@ class GRUCTC(nn.Module):
         y, _ = self._look(y, state.look)
         return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
 
+    def forward_tapped(self, feats: torch.Tensor, feat_lens: torch.Tensor, layer: int):
+        """`forward`, and the outputs (B, U, H) of recurrent layer `layer` (0-based) too: the same computation, the
+        layers run one at a time (with the same weights and the same dropout between them) so one can be read."""
+        B, T, _ = feats.shape
+        usable = T - T % self.config.subsampling
+        state = self.init_state(B, feats.device)
+        x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
+        y, tap = self.dropout(x), None
+        for i in range(self.config.num_layers):
+            if i:
+                y = nn.functional.dropout(y, self.rnn.dropout, self.training)
+            y, _ = self._layer(i, y, state.hidden[i : i + 1])
+            if i == layer:
+                tap = y
+        y, _ = self._look(y, state.look)
+        return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor"), tap
+
+    def _layer(self, i: int, x: torch.Tensor, hidden: torch.Tensor):
+        """Recurrent layer i alone on x (B, U, in) from hidden (1, B, width)."""
+        if not hasattr(self, "_one_layer"):  # a one-layer module run with layer i's weights (not a submodule)
+            cell = nn.GRU if self.config.cell == "gru" else nn.LSTM
+            object.__setattr__(self, "_one_layer", cell(1, 1, batch_first=True))
+        weights = {
+            f"{name}_l0": getattr(self.rnn, f"{name}_l{i}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        }
+        one = self._one_layer
+        one.input_size, one.hidden_size = weights["weight_ih_l0"].shape[1], self.config.hidden_size
+        if self.config.cell == "lstm":
+            h, c = hidden.chunk(2, dim=-1)
+            y, (h, c) = torch.func.functional_call(one, weights, (x, (h.contiguous(), c.contiguous())))
+            return y, torch.cat([h, c], dim=-1)
+        return torch.func.functional_call(one, weights, (x, hidden.contiguous()))
+
     # -- streaming ----------------------------------------------------------
     @property
     def device(self) -> torch.device:

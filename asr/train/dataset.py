@@ -17,7 +17,9 @@ from asr.audio.augment import AugmentConfig, WarpedLogMel, augment_waveform, spe
 from asr.audio.channel import silence
 from asr.audio.files import load_audio
 from asr.audio.frontend import LogMel
+from asr.model.network import FEATURE_SHIFT
 from asr.train.manifests import DataError, _warn, read_manifest
+from asr.train.teacher_targets import TargetError, align, load_targets
 
 # -- weighted manifests ------------------------------------------------------------------------------------
 
@@ -120,6 +122,10 @@ class ASRDataset(torch.utils.data.Dataset):
     are LogMel's, as at inference. With `config.stream_prob`, an utterance may become a stream of two: a shorter
     entry's audio, a gap of silence, then its own, the transcripts joined by a space (so at most about twice its
     duration: batches may hold up to that much more audio than the sampler planned).
+
+    With `aux_subsampling` S > 0 (the auxiliary loss), items are (feats, ids, targets (T // S, D), mask (T // S,)):
+    the entry's teacher targets (its "teacher" file, asr.train.teacher_targets) on the model's output frames of the
+    augmented audio, and which frames have one (none where the entry has no teacher file).
     """
 
     def __init__(
@@ -130,6 +136,7 @@ class ASRDataset(torch.utils.data.Dataset):
         seed: int = 0,
         config: AugmentConfig | None = None,
         augment_from_epoch: int = 0,
+        aux_subsampling: int = 0,
     ):
         self.entries = list(entries)
         self.tokenizer = tokenizer
@@ -141,6 +148,22 @@ class ASRDataset(torch.utils.data.Dataset):
         self.logmel = WarpedLogMel()  # LogMel unless a warp factor is given
         self.by_duration = sorted(range(len(self.entries)), key=lambda i: self.entries[i]["duration"])
         self.durations = [self.entries[i]["duration"] for i in self.by_duration]  # ascending
+        self.aux_subsampling = self.aux_dims = 0
+        if aux_subsampling:
+            self.enable_aux(aux_subsampling)
+
+    def enable_aux(self, subsampling: int) -> int:
+        """Items get teacher targets on output frames of `subsampling` feature frames; returns their width D, from
+        the first entry with a readable "teacher" file (0: no entry has one)."""
+        self.aux_subsampling = subsampling
+        for entry in self.entries:
+            if entry.get("teacher"):
+                try:
+                    self.aux_dims = load_targets(entry["teacher"]).shape[1]
+                    break
+                except TargetError as exc:
+                    _warn(str(exc))
+        return self.aux_dims
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -158,10 +181,11 @@ class ASRDataset(torch.utils.data.Dataset):
             return None
         rng = np.random.default_rng([self.seed, self.epoch, index])
         augment = self.augment and self.epoch >= self.augment_from_epoch
+        prefix, timing = 0.0, {"offset": 0.0, "speed": 1.0}
         if augment and self.config.stream_prob and rng.random() < self.config.stream_prob:
-            wave, ids = self._stream(entry, wave, ids, rng)
+            wave, ids, prefix = self._stream(entry, wave, ids, rng)
         if augment:
-            wave = augment_waveform(wave, rng, self.config)
+            wave = augment_waveform(wave, rng, self.config, timing)
         factor = 1.0  # VTLP's warp; no draw while it is off, so that the other draws stay as they were
         if augment and self.config.vtlp_prob and rng.random() < self.config.vtlp_prob:
             factor = float(rng.uniform(*self.config.vtlp_factors))
@@ -169,40 +193,64 @@ class ASRDataset(torch.utils.data.Dataset):
             feats = self.logmel(torch.from_numpy(wave), factor)
         if augment and rng.random() < self.config.specaug_prob:
             feats = spec_augment(feats, int(rng.integers(2**31)), self.config)
-        return feats, torch.tensor(ids, dtype=torch.long)
+        ids = torch.tensor(ids, dtype=torch.long)
+        if not self.aux_subsampling:
+            return feats, ids
+        return (feats, ids, *self._targets(entry, feats.shape[0], prefix + timing["offset"], timing["speed"]))
+
+    def _targets(self, entry, feature_frames: int, offset: float, speed: float):
+        """(targets (U, D), mask (U,)) of the entry's teacher file on the U output frames (all masked without one)."""
+        frames = feature_frames // self.aux_subsampling
+        rows = None
+        if entry.get("teacher"):
+            try:
+                rows = load_targets(entry["teacher"])
+            except TargetError as exc:
+                _warn(f"{entry.get('id')}: {exc}")
+        if rows is None or rows.shape[1] != self.aux_dims:
+            return torch.zeros(frames, self.aux_dims), torch.zeros(frames, dtype=torch.bool)
+        return align(rows, frames, FEATURE_SHIFT * self.aux_subsampling, offset, speed)
 
     def _stream(self, entry, wave, ids, rng):
-        """(wave, ids) of a stream of two utterances: a random entry no longer than `entry`, a gap of silence
-        (config.gap_seconds; zeros or a quiet floor), then `entry`. Unchanged where no shorter entry reads."""
+        """(wave, ids, seconds before `entry`'s audio) of a stream of two utterances: a random entry no longer than
+        `entry`, a gap of silence (config.gap_seconds; zeros or a quiet floor), then `entry`. Unchanged (0 seconds
+        before) where no shorter entry reads."""
         shorter = bisect.bisect_right(self.durations, entry["duration"])
         if shorter == 0:
-            return wave, ids
+            return wave, ids, 0.0
         first = self.entries[self.by_duration[int(rng.integers(shorter))]]
         try:
             before = load_audio(first["audio"])
         except AudioError:
-            return wave, ids
+            return wave, ids, 0.0
         first_ids = self.tokenizer.encode(first["text"])
         if not first_ids or before.size == 0:
-            return wave, ids
+            return wave, ids, 0.0
         cfg = self.config
         gap = silence(int(SAMPLE_RATE * rng.uniform(*cfg.gap_seconds)), rng, cfg.zero_share, cfg.pad_level_db)
-        return np.concatenate([before, gap, wave]), self.tokenizer.encode(first["text"] + " " + entry["text"])
+        ids = self.tokenizer.encode(first["text"] + " " + entry["text"])
+        return np.concatenate([before, gap, wave]), ids, (before.size + gap.size) / SAMPLE_RATE
 
 
 def collate(batch):
-    """[(feats (T, F), ids (S,)) or None] -> feats (B, T, F), feat_lens (B,), targets (B, S), target_lens (B,).
+    """[(feats (T, F), ids (S,)) or None] -> feats (B, T, F), feat_lens (B,), targets (B, S), target_lens (B,);
+    items with teacher targets (T // S rows, mask) add aux (B, U, D) and aux_mask (B, U), padded with False.
 
     Nones (unreadable audio) are dropped; an all-None batch gives None.
     """
     batch = [b for b in batch if b is not None]
     if not batch:
         return None
-    feat_lens = torch.tensor([f.shape[0] for f, _ in batch])
-    target_lens = torch.tensor([t.numel() for _, t in batch])
-    feats = torch.nn.utils.rnn.pad_sequence([f for f, _ in batch], batch_first=True)
-    targets = torch.nn.utils.rnn.pad_sequence([t for _, t in batch], batch_first=True)
-    return feats, feat_lens, targets, target_lens
+    pad = torch.nn.utils.rnn.pad_sequence
+    feat_lens = torch.tensor([b[0].shape[0] for b in batch])
+    target_lens = torch.tensor([b[1].numel() for b in batch])
+    feats = pad([b[0] for b in batch], batch_first=True)
+    targets = pad([b[1] for b in batch], batch_first=True)
+    if len(batch[0]) == 2:
+        return feats, feat_lens, targets, target_lens
+    aux = pad([b[2] for b in batch], batch_first=True)
+    aux_mask = pad([b[3] for b in batch], batch_first=True)  # padding: False
+    return feats, feat_lens, targets, target_lens, aux, aux_mask
 
 
 def compute_stats(entries, n: int = 500, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

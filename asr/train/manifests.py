@@ -2,9 +2,10 @@
 
 A manifest holds one JSON object per line:
     {"id": "1089-134686-0000", "audio": "clips/a.flac", "duration": 10.4, "text": "he hoped ...", "speaker": "1089"}
-Relative `audio` paths resolve against the manifest's folder. Bad lines and unreadable audio are
-reported as warnings and skipped; they never stop a run. A file that is no manifest at all (binary data such as
-an audio file, or text most of whose lines are not JSON objects) is one DataError instead.
+Relative `audio` paths (and `teacher` target files: asr.train.teacher_targets) resolve against the manifest's
+folder. Bad lines and unreadable audio are reported as warnings and skipped; they never stop a run. A file that is
+no manifest at all (binary data such as an audio file, or text most of whose lines are not JSON objects) is one
+DataError instead.
 
 CLI: python -m asr.train.manifests {librispeech,commonvoice,folder,tsv} ROOT OUT.jsonl [--tsv TABLE]
 """
@@ -21,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from asr.model.tokenizer import normalize_text
+from asr.train.teacher_targets import resolve
 from asr.util.atomic import atomic_open
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
@@ -63,7 +65,7 @@ def _check_entry(obj, folder: Path) -> tuple[dict | None, str]:
     audio = audio if audio.is_absolute() else folder / audio
     if not audio.is_file():
         return None, f"audio file not found: {audio}"
-    return {**obj, "audio": str(audio.resolve())}, ""
+    return resolve({**obj, "audio": str(audio.resolve())}, folder), ""
 
 
 def _binary(head: bytes) -> str | None:

@@ -112,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --init: add WEIGHT x the KL divergence of the trained model's output distribution from the --init"
         " model's, per output frame of each batch, to the loss (keeps what the fine-tuned model recognises elsewhere)",
     )
+    a(
+        "--aux-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the auxiliary loss: a recurrent layer predicts a teacher's encoder states of the clean audio"
+        " (the training manifests' 'teacher' files, asr.train.aux; 0: off)",
+    )
+    a(
+        "--aux-layer",
+        type=int,
+        default=None,
+        help="the recurrent layer (0-based) the auxiliary head reads (default: the middle one)",
+    )
+    a("--aux-lookahead", type=int, default=2, help="output frames after its own the auxiliary head reads (default 2)")
     a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
     a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
     a(

@@ -36,6 +36,7 @@ from asr.model.loading import DEFAULT_MODEL
 from asr.model.network import GRUCTC, ModelConfig
 from asr.model.tokenizer import CharTokenizer
 from asr.model.widen import widen
+from asr.train.aux import AuxHead, WithAux, aux_loss
 from asr.train.curves import append_log, plot_curve
 from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
 from asr.train.manifests import read_manifest
@@ -126,7 +127,11 @@ class Trainer:
             mean, std = compute_stats(entries, args.stats_utterances, args.seed)
             self.model.set_normalization(mean.to(self.device), std.to(self.device))
 
+        self.aux = self._aux_module(config)  # --aux-weight: the model and the auxiliary head, or None
+        self.aux_value = 0.0  # the last step's auxiliary loss (unweighted)
         trained = self._trainable_parameters()
+        if self.aux is not None:
+            trained += [(f"aux.{name}", p) for name, p in self.aux.head.named_parameters()]
         for option, value in (("--l2-init", args.l2_init), ("--kl-init", args.kl_init)):
             if value and not args.init:
                 raise TrainError(f"{option} needs --init (the model to stay near)")
@@ -153,8 +158,24 @@ class Trainer:
         self.ddp = None
         if self.world > 1:
             ids = [self.device.index] if cuda else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.aux or self.model, device_ids=ids)
         self.loader = self._loader(self.train_set, self.sampler)
+
+    def _aux_module(self, config: ModelConfig) -> WithAux | None:
+        """--aux-weight: the auxiliary head on --aux-layer, as wide as the training manifests' teacher targets."""
+        a = self.args
+        if not a.aux_weight:
+            return None
+        layer = config.num_layers // 2 if a.aux_layer is None else a.aux_layer
+        if not 0 <= layer < config.num_layers:
+            raise TrainError(f"--aux-layer {layer}: the model's recurrent layers are 0-{config.num_layers - 1}")
+        if a.aux_lookahead < 0:
+            raise TrainError(f"--aux-lookahead {a.aux_lookahead}: 0 or more output frames")
+        dims = self.train_set.enable_aux(config.subsampling)
+        if not dims:
+            raise TrainError("--aux-weight needs teacher targets: no training entry has a readable 'teacher' file")
+        head = AuxHead(config.hidden_size, dims, a.aux_lookahead)
+        return WithAux(self.model, head, layer).to(self.device)
 
     def _trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) of those trained; --freeze turns the others' gradients off."""
@@ -217,12 +238,17 @@ class Trainer:
             "stale_validations": self.stale_validations,
             "elapsed": self.elapsed(),
             "rng": rng_state(),
+            **({"aux_head": self.aux.head.state_dict()} if self.aux is not None else {}),
         }
 
     def _load_state(self, state: dict) -> None:
         if state.get("version") != STATE_VERSION:
             raise TrainError(f"{self.out / 'last.pt'}: training state version {state.get('version')}")
         self.model.load_state_dict(state["model"])
+        if (self.aux is not None) != ("aux_head" in state):
+            raise TrainError(f"{self.out / 'last.pt'}: resume with --aux-weight on if and only if the run had it")
+        if self.aux is not None:
+            self.aux.head.load_state_dict(state["aux_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -261,12 +287,16 @@ class Trainer:
         return bool(flags[0]), bool(flags[1])
 
     def train_step(self, batch) -> float:
-        feats, feat_lens, targets, target_lens = (t.to(self.device, non_blocking=True) for t in batch)
-        model = self.ddp or self.model
+        feats, feat_lens, targets, target_lens, *aux = (t.to(self.device, non_blocking=True) for t in batch)
+        model = self.ddp or self.aux or self.model
         amp = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         with amp:
-            log_probs, out_lens = model(feats, feat_lens)
+            log_probs, out_lens, *pred = model(feats, feat_lens)
         loss = ctc(log_probs.float(), targets, out_lens, target_lens)
+        if pred:
+            value = aux_loss(pred[0].float(), *aux)
+            loss = loss + self.args.aux_weight * value
+            self.aux_value = value.item()
         if self.anchor:
             loss = loss + self.args.l2_init * sum(((p - p0) ** 2).sum() for p, p0 in self.anchor)
         if self.reference is not None:
@@ -276,7 +306,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        torch.nn.utils.clip_grad_norm_((self.aux or self.model).parameters(), self.args.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -350,7 +380,8 @@ class Trainer:
                 skip, _ = self._agree(batch is None, False)
                 if not skip:
                     loss = self.train_step(batch)
-                    self.window.add(loss, float(batch[1].sum()) * 0.01 * self.world)  # 10 ms frames, all ranks
+                    aux = self.aux_value if self.aux is not None else None
+                    self.window.add(loss, float(batch[1].sum()) * 0.01 * self.world, aux)  # 10 ms frames, all ranks
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                 self.step += 1
                 self.position += 1
@@ -391,11 +422,13 @@ class LogWindow:
 
     def __init__(self):
         self.start = time.monotonic()
-        self.loss, self.steps, self.audio_seconds = 0.0, 0, 0.0
+        self.loss, self.steps, self.audio_seconds, self.aux = 0.0, 0, 0.0, None
 
-    def add(self, loss: float, audio_seconds: float) -> None:
+    def add(self, loss: float, audio_seconds: float, aux: float | None = None) -> None:
         self.loss, self.steps = self.loss + loss, self.steps + 1
         self.audio_seconds += audio_seconds
+        if aux is not None:
+            self.aux = (self.aux or 0.0) + aux
 
     def restart(self) -> None:
         self.audio_seconds, self.start = 0.0, time.monotonic()
@@ -408,5 +441,7 @@ class LogWindow:
             "audio_seconds_per_second": self.audio_seconds / (now - self.start),
             "elapsed": round(now - started, 1),
         }
-        self.loss, self.steps, self.audio_seconds, self.start = 0.0, 0, 0.0, now
+        if self.aux is not None:  # the auxiliary loss alone (unweighted; "loss" holds it weighted)
+            record["aux_loss"] = self.aux / self.steps
+        self.loss, self.steps, self.audio_seconds, self.start, self.aux = 0.0, 0, 0.0, now, None
         return record
