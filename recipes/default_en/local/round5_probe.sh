@@ -15,7 +15,13 @@
 # greedy CER on librispeech_pseudo), two 1-thread DDP processes, a cosine over 9 hours, best.pt by the mean CER:
 #   NPROC=2 INIT=~/gru-asr-r5/group/best.pt CONF5=recipes/default_en/conf/gru3x448_round5_long.json \
 #     bash recipes/default_en/local/round5_probe.sh long --widen 448 --max-minutes 540 &
-# (stop it with kill -INT; the same command resumes it from last.pt, --widen and --init then unused).
+# (stop it by killing it: the same command resumes it from last.pt, saved every 100 steps; --widen and --init are
+# then unused).
+# The auxiliary teacher loss against none (issue 31, item 4): TEACHER_DIR (local/whisper_targets.py's OUT) gives the
+# mix's manifests with teacher targets, where it has them, to both arms (the same data); only --aux-weight differs:
+#   TEACHER_DIR=recipes/default_en/work/whisper_targets INIT=~/gru-asr-r5/long/model.pt \
+#     CONF5=recipes/default_en/conf/gru3x448_round5_long.json bash recipes/default_en/local/round5_probe.sh aux \
+#     --aux-weight 0.3 --max-minutes 120 &   # and the same with NAME noaux and without --aux-weight
 # NAME is the run's folder under R5_DIR (default ~/gru-asr-r5: outside the work tree, so the full trainer state,
 # last.pt, survives a checkout); options after it go to asr train last and win (e.g. --vtlp-prob 0 for the arm
 # without VTLP, --max-steps 2 to try the command). Run again with the same NAME, it resumes from R5_DIR/NAME/last.pt.
@@ -39,7 +45,9 @@ round5_mix() {
   for entry in synth_train:1 so762_train:3 fsdd_train:2 speech_commands_train:1 ljspeech_train:1 alnum_train:3 \
     asterisk_train:1 queen_train:1 sky_train:1 ls_pseudo_train:3 picovoice_train:2 dctts_train:1; do
     name=${entry%%:*}
-    if [ -f "$dir/$name.jsonl" ]; then
+    if [ -n "${TEACHER_DIR:-}" ] && [ -f "$TEACHER_DIR/$name.jsonl" ]; then  # with teacher targets (--aux-weight)
+      MIX+=("$TEACHER_DIR/$name.jsonl:${entry##*:}")
+    elif [ -f "$dir/$name.jsonl" ]; then
       MIX+=("$dir/$name.jsonl:${entry##*:}")
     else
       echo "round 5 mix: $name not built, left out" >&2
