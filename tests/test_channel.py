@@ -94,11 +94,12 @@ def test_a_stream_example_is_a_shorter_utterance_a_gap_and_this_one(speech, tmp_
     assert abs(feats.shape[0] - frames) <= 2
     own = load_audio(speech[1])
     for seed in range(6):  # the first utterance is drawn from those no longer than this one: itself or the other
-        wave, ids = stream._stream(entries[1], own, tokens.encode(SENTENCES[1]), np.random.default_rng(seed))
+        wave, ids, prefix = stream._stream(entries[1], own, tokens.encode(SENTENCES[1]), np.random.default_rng(seed))
         first = {len(tokens.encode(text + " " + SENTENCES[1])): text for text in SENTENCES}[len(ids)]
         before = load_audio(speech[SENTENCES.index(first)])
         assert np.array_equal(wave[: before.size], before) and np.array_equal(wave[-own.size :], own)
         assert wave.size == before.size + own.size + SAMPLE_RATE // 2 and not wave[before.size : -own.size].any()
+        assert prefix == (wave.size - own.size) / SAMPLE_RATE  # where this utterance starts (the aux loss's offset)
     shortest_ids = stream[0][1].tolist()
     assert shortest_ids in (tokens.encode(SENTENCES[0] + " " + SENTENCES[0]), tokens.encode(SENTENCES[0]))
     clean = ASRDataset(entries, tokens, augment=False, config=config)
