@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher import PACK_SECONDS, TeacherError, assemble  # noqa: E402
+from teacher import PACK_SECONDS, Teacher, TeacherError  # noqa: E402
 
 from asr.audio import AudioError  # noqa: E402
 from asr.audio.files import load_audio  # noqa: E402
@@ -43,14 +43,12 @@ class Encoder:
     """Whisper base's encoder (CTranslate2, int8): a 30 s window of 16 kHz audio -> (1500, 512) states."""
 
     def __init__(self, teacher_folder: Path, threads: int):
-        import ctranslate2
-        from faster_whisper import WhisperModel
-        from faster_whisper.feature_extractor import FeatureExtractor
+        whisper = Teacher(teacher_folder, threads).model  # the recipe's teacher, loaded as it loads it
+        import ctranslate2  # faster-whisper's own dependency: there once the teacher loaded
 
         self.ctranslate2 = ctranslate2
-        whisper = WhisperModel(str(assemble(teacher_folder)), device="cpu", compute_type="int8", cpu_threads=threads)
         self.model = whisper.model
-        self.features = FeatureExtractor(feature_size=self.model.n_mels)
+        self.features = whisper.feature_extractor
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         window = np.zeros(int(WINDOW * RATE), np.float32)
