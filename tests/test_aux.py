@@ -150,7 +150,9 @@ def test_training_with_the_aux_loss_learns_the_targets_resumes_and_saves_no_head
     assert state["aux_head"]["conv.weight"].shape == (3, 32, 3)  # layer 1 of 2 (the middle), 3 dims, 2 ahead
     assert not any(key.startswith("head") or "aux" in key for key in read_bundle(out / "model.pt")["state_dict"])
     assert train.main(argv[:-5] + ["--max-steps", "32", "--resume", "--log-every", "1"]) == 0
-    assert torch.load(out / "last.pt", weights_only=True)["step"] == 32 and "aux_loss" in _log(out)[-1]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 32 and "aux_loss" in _log(out)[-1]
+    with_head = len(state["optimizer"]["param_groups"][0]["params"])
     capsys.readouterr()
     plain = tmp_path / "plain.jsonl"
     write_manifest(plain, [{k: v for k, v in e.items() if k != "teacher"} for e in read_manifest(corpus)])
@@ -161,8 +163,15 @@ def test_training_with_the_aux_loss_learns_the_targets_resumes_and_saves_no_head
         assert train.main(_args(corpus, tmp_path / "bad", "--max-steps", "1", *extra)) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
-    assert train.main(_args(corpus, out, "--resume", "--max-steps", "33")) == 2  # the run had the aux loss
-    assert "--aux-weight on if and only if" in capsys.readouterr().err
+    # the auxiliary loss turned off on a resume, then on again (a fresh head): the same optimizer for the model
+    assert train.main(_args(corpus, out, "--resume", "--max-steps", "34", "--log-every", "1")) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert "aux_head" not in state and "aux_loss" not in _log(out)[-1]
+    assert len(state["optimizer"]["param_groups"][0]["params"]) == with_head - 2  # the head's weight and bias
+    assert "goes on without it from step 32" in capsys.readouterr().err
+    assert train.main(_args(corpus, out, "--resume", "--max-steps", "36", "--log-every", "1", "--aux-weight", "1")) == 0
+    assert "aux_loss" in _log(out)[-1] and "a fresh head from step 34" in capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=True)["aux_head"]["conv.weight"].shape == (3, 32, 3)
 
 
 @pytest.mark.slow

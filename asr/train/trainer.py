@@ -245,11 +245,19 @@ class Trainer:
         if state.get("version") != STATE_VERSION:
             raise TrainError(f"{self.out / 'last.pt'}: training state version {state.get('version')}")
         self.model.load_state_dict(state["model"])
-        if (self.aux is not None) != ("aux_head" in state):
-            raise TrainError(f"{self.out / 'last.pt'}: resume with --aux-weight on if and only if the run had it")
-        if self.aux is not None:
+        optimizer = state["optimizer"]
+        if self.aux is not None and "aux_head" in state:
             self.aux.head.load_state_dict(state["aux_head"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        elif self.aux is not None:  # turned on: a fresh head whose Adam moments start at zero
+            optimizer = _with_parameters(optimizer, len(list(self.aux.head.parameters())))
+            if self.main:
+                print(f"resume: the run had no auxiliary loss; a fresh head from step {state['step']}", file=sys.stderr)
+        elif "aux_head" in state:  # turned off: the head and its moments are dropped
+            optimizer = _with_parameters(optimizer, -len(state["aux_head"]))
+            if self.main:
+                print(f"resume: the run had the auxiliary loss; it goes on without it from step {state['step']}",
+                      file=sys.stderr)
+        self.optimizer.load_state_dict(optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
@@ -445,3 +453,16 @@ class LogWindow:
             record["aux_loss"] = self.aux / self.steps
         self.loss, self.steps, self.audio_seconds, self.start, self.aux = 0.0, 0, 0.0, now, None
         return record
+
+
+def _with_parameters(optimizer: dict, change: int) -> dict:
+    """An optimizer state dict (one group; the auxiliary head's parameters last) with `change` parameters appended
+    (> 0: no moments yet, Adam starts them at their first step) or the last -change removed with their moments."""
+    (group,) = optimizer["param_groups"]
+    params = list(group["params"])
+    if change > 0:
+        params += range(max(params) + 1, max(params) + 1 + change)
+    else:
+        params = params[: len(params) + change]
+    state = {k: v for k, v in optimizer["state"].items() if k in params}
+    return {"state": state, "param_groups": [{**group, "params": params}]}

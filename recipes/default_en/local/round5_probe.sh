@@ -38,6 +38,7 @@ CONF5=${CONF5:-$RECIPE/conf/gru3x320_round5_probe.json}
 # round5_mix DIR -> MIX: every real voice, weighted (starting weights, to be measured on the selection score):
 # the many-speaker sets up (speechocean762 x3, librispeech_pseudo x3, picovoice x2, alnum x3; Speech Commands once:
 # one word a clip), fsdd's digits x2, the single-speaker and acted sets once, the natural synthetic speech once.
+# WEIGHTS="NAME:W ..." changes some of them (e.g. WEIGHTS=so762_train:5).
 # Never cv_dev, sc_dev, ls_pseudo_dev, so762_dev (selection), real_en* or fsdd_test (evaluation only).
 round5_mix() {
   local dir=$1 entry name
@@ -45,6 +46,9 @@ round5_mix() {
   for entry in synth_train:1 so762_train:3 fsdd_train:2 speech_commands_train:1 ljspeech_train:1 alnum_train:3 \
     asterisk_train:1 queen_train:1 sky_train:1 ls_pseudo_train:3 picovoice_train:2 dctts_train:1; do
     name=${entry%%:*}
+    for override in ${WEIGHTS:-}; do  # WEIGHTS="so762_train:5 ...": other weights for these sets
+      if [ "${override%%:*}" = "$name" ]; then entry=$override; fi
+    done
     if [ -n "${TEACHER_DIR:-}" ] && [ -f "$TEACHER_DIR/$name.jsonl" ]; then  # with teacher targets (--aux-weight)
       MIX+=("$TEACHER_DIR/$name.jsonl:${entry##*:}")
     elif [ -f "$dir/$name.jsonl" ]; then
