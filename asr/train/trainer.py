@@ -255,8 +255,10 @@ class Trainer:
         elif "aux_head" in state:  # turned off: the head and its moments are dropped
             optimizer = _with_parameters(optimizer, -len(state["aux_head"]))
             if self.main:
-                print(f"resume: the run had the auxiliary loss; it goes on without it from step {state['step']}",
-                      file=sys.stderr)
+                print(
+                    f"resume: the run had the auxiliary loss; it goes on without it from step {state['step']}",
+                    file=sys.stderr,
+                )
         self.optimizer.load_state_dict(optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
