@@ -23,6 +23,8 @@ import torch
 from asr.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from asr.model.network import GRUCTC, ModelConfig
 
+DEFAULT_NOISE = 0.01  # a fraction of each widened tensor's std: the copies drift apart in training
+
 
 def _unit_map(old: int, new: int, generator: torch.Generator) -> torch.Tensor:
     """new unit -> old unit it copies: 0..old-1 first, then old units drawn at random (without repeats while
@@ -87,7 +89,9 @@ def main(argv=None) -> int:
     p.add_argument("model", help="the model bundle to widen")
     p.add_argument("out", help="where to write the widened bundle")
     p.add_argument("--hidden-size", type=int, required=True, help="units per recurrent layer after widening")
-    p.add_argument("--noise", type=float, default=0.01, help="noise, as a fraction of each weight's std (0: exact)")
+    p.add_argument(
+        "--noise", type=float, default=DEFAULT_NOISE, help="noise, as a fraction of each weight's std (0: exact)"
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:

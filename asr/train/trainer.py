@@ -35,7 +35,7 @@ from asr.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from asr.model.loading import DEFAULT_MODEL
 from asr.model.network import GRUCTC, ModelConfig
 from asr.model.tokenizer import CharTokenizer
-from asr.model.widen import widen
+from asr.model.widen import DEFAULT_NOISE, widen
 from asr.train.aux import AuxHead, WithAux, aux_loss
 from asr.train.curves import append_log, plot_curve
 from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
@@ -46,7 +46,6 @@ from asr.train.validation import MEAN, ctc, frame_kl, mean_result, validate
 from asr.util.atomic import atomic_open
 
 STATE_VERSION = 1  # layout of last.pt
-WIDEN_NOISE = 0.01  # --widen: noise on the widened weights, a fraction of each tensor's std
 
 
 class Trainer:
@@ -205,7 +204,7 @@ class Trainer:
             raise TrainError(f"--init {self.args.init}: its output tokens differ from the character set trained here")
         if self.args.widen is not None:  # the same widening (seeded) on a resume's --l2-init / --kl-init reload
             try:
-                model = widen(model, self.args.widen, noise=WIDEN_NOISE, seed=self.args.seed)
+                model = widen(model, self.args.widen, noise=DEFAULT_NOISE, seed=self.args.seed)
             except ValueError as exc:
                 raise TrainError(f"--widen: {exc}") from None
         return model
