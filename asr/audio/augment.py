@@ -8,7 +8,9 @@ Legend: T = feature frames, F = mel bins, K = FFT bins (N_FFT // 2 + 1).
 
 from __future__ import annotations
 
+import functools
 import math
+import zipfile
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -37,6 +39,7 @@ class AugmentConfig:
     snr_db: tuple = (5.0, 30.0)
     reverb_prob: float = 0.25
     rt60: tuple = (0.15, 0.7)  # seconds, decay of the synthetic room response
+    rooms: str | None = None  # a bank of room impulse responses (load_rooms): reverberation draws from it instead
     bandlimit_prob: float = 0.15  # 8 kHz telephone band
     gain_prob: float = 0.5
     gain_db: tuple = (-10.0, 6.0)
@@ -78,6 +81,20 @@ def synthetic_rir(rt60: float, rng: np.random.Generator, length: float = 0.5) ->
     return (rir / np.sqrt(np.sum(rir**2))).astype(np.float32)
 
 
+@functools.cache
+def load_rooms(path: str) -> tuple[np.ndarray, ...]:
+    """The room impulse responses of a bank (recipes/default_en/local/make_rooms.py): an .npz with `rirs` (N, L)
+    zero-padded and their `lengths`, each starting at its direct path. ValueError, saying why, for anything else."""
+    try:
+        with np.load(path) as bank:
+            rirs, lengths = np.asarray(bank["rirs"], np.float32), np.asarray(bank["lengths"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a room impulse response bank ({exc})") from None
+    if rirs.ndim != 2 or not len(rirs) or lengths.shape != (len(rirs),) or not (0 < lengths).all():
+        raise ValueError(f"{path}: not a room impulse response bank (rirs {rirs.shape}, lengths {lengths.shape})")
+    return tuple(rir[: min(int(n), rirs.shape[1])] for rir, n in zip(rirs, lengths, strict=True))
+
+
 def augment_waveform(
     wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None, timing: dict | None = None
 ) -> np.ndarray:
@@ -108,7 +125,11 @@ def augment_waveform(
         timing.update(offset=offset / SAMPLE_RATE, speed=speed)
     if rng.random() < cfg.reverb_prob and x.numel() > 0:
         rms = x.pow(2).mean().sqrt()
-        rir = torch.from_numpy(synthetic_rir(rng.uniform(*cfg.rt60), rng))
+        if cfg.rooms:
+            bank = load_rooms(cfg.rooms)
+            rir = torch.from_numpy(bank[rng.integers(len(bank))])
+        else:
+            rir = torch.from_numpy(synthetic_rir(rng.uniform(*cfg.rt60), rng))
         x = torchaudio.functional.fftconvolve(x, rir)[: x.numel()]
         x = x * rms / (x.pow(2).mean().sqrt() + 1e-8)
     if rng.random() < cfg.noise_prob and x.numel() > 2:

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from asr.audio.augment import VTLP_LIMITS, AugmentConfig
+from asr.audio.augment import VTLP_LIMITS, AugmentConfig, load_rooms
 from asr.model.network import MAX_LOOKAHEAD, STRIDES, ModelConfig
 
 MODEL_OPTIONS = (
@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability of a lossy round trip: Opus or MP3 at a low bit rate, or 8 kHz mu-law telephone (not scaled;"
         f" default {aug.codec_prob:g})",
     )
+    a(
+        "--rooms",
+        default=None,
+        metavar="BANK",
+        help="reverberate with room impulse responses drawn from this bank (.npz made by"
+        " recipes/default_en/local/make_rooms.py: simulated rooms) instead of synthetic ones",
+    )
     return p
 
 
@@ -317,6 +324,12 @@ def augment_config(args) -> AugmentConfig:
     config = dataclasses.replace(config, **given, **ranges)
     if args.speed_prob is not None:
         config = dataclasses.replace(config, speed_prob=args.speed_prob)
+    if args.rooms:
+        try:
+            load_rooms(args.rooms)
+        except ValueError as exc:
+            raise TrainError(f"--rooms {exc}") from None
+        config = dataclasses.replace(config, rooms=str(args.rooms))
     return config
 
 

@@ -31,11 +31,13 @@
 #                            probes (rounds 1-3's: the synthetic speech, speechocean762 x3, fsdd x2; the new real
 #                            sets of stages 9-12 did not pay for themselves, see README.md), evaluated (eval4_*)
 #                            and exported; only with ROUNDS=4 (CONF4: 180 minutes, 1 thread: NPROC=1; resumable)
+#  14  simulated rooms    -> WORK/rooms.npz: NUM_ROOMS (400) room impulse responses of random shoebox rooms
+#                            (pyroomacoustics; skipped with a note without it), for asr train --rooms (round 5)
 #
 # Knobs (environment): WORK, DATA, PYTHON, CONF, CONF2, CONF3, CONF4, INIT4, LOOKAHEAD4, ROUNDS, NUM_SYNTH (train utterances to synthesise),
 # NUM_TEST, NUM_UNSEEN, VOICES (natural|robotic), ALNUM_LIMIT and SKY_LIMIT (label only the first N clips),
 # ASTERISK_EXTRACTED, QUEEN_EXTRACTED, SKY_EXTRACTED (the packages already unpacked there: no apt-get download),
-# NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
+# NUM_ROOMS, NJ (parallel jobs), NPROC (training processes: DDP over gloo, one thread each), SEED.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -212,4 +214,13 @@ if [ "$ROUNDS" -ge 4 ] && run_stage 13 "fourth round ($CONF4, from $INIT4)"; the
   evaluate "$WORK/exp4/best.pt" eval4
   export_model "$WORK/exp4/best.pt"
   done_stage 13
+fi
+
+if run_stage 14 "simulated rooms (pyroomacoustics)"; then
+  if ! $PYTHON -c "import pyroomacoustics" 2>/dev/null; then
+    echo "stage 14: skipped: pyroomacoustics is not installed (pip install pyroomacoustics==0.10.1)"
+  else
+    $PYTHON $RECIPE/local/make_rooms.py "$WORK/rooms.npz" --count "${NUM_ROOMS:-400}"
+    done_stage 14
+  fi
 fi
