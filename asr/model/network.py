@@ -262,30 +262,36 @@ class GRUCTC(nn.Module):
 
         U = T // S: a trailing group of fewer than S frames is dropped, as in streaming.
         """
-        B, T, _ = feats.shape
-        usable = T - T % self.config.subsampling
-        state = self.init_state(B, feats.device)
-        x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
-        y, _ = self._rnn(self.dropout(x), state.hidden)
-        y, _ = self._look(y, state.look)
-        return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
+        x, state = self._encode(feats)
+        y, _ = self._rnn(x, state.hidden)
+        return self._finish(y, state, feat_lens)
 
     def forward_tapped(self, feats: torch.Tensor, feat_lens: torch.Tensor, layer: int):
         """`forward`, and the outputs (B, U, H) of recurrent layer `layer` (0-based) too: the same computation, the
         layers run one at a time (with the same weights and the same dropout between them) so one can be read."""
-        B, T, _ = feats.shape
-        usable = T - T % self.config.subsampling
-        state = self.init_state(B, feats.device)
-        x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
-        y, tap = self.dropout(x), None
+        y, state = self._encode(feats)
+        tap = None
         for i in range(self.config.num_layers):
             if i:
                 y = nn.functional.dropout(y, self.rnn.dropout, self.training)
             y, _ = self._layer(i, y, state.hidden[i : i + 1])
             if i == layer:
                 tap = y
+        return (*self._finish(y, state, feat_lens), tap)
+
+    def _encode(self, feats: torch.Tensor):
+        """(B, T, F) -> the recurrent stack's input (B, U, C) from a fresh state (whole groups of S frames only),
+        and that state."""
+        B, T, _ = feats.shape
+        usable = T - T % self.config.subsampling
+        state = self.init_state(B, feats.device)
+        x, _, _ = self._subsample(self.normalize(feats[:, :usable]), state.ctx1, state.ctx2)
+        return self.dropout(x), state
+
+    def _finish(self, y: torch.Tensor, state: ModelState, feat_lens: torch.Tensor):
+        """The recurrent stack's output -> (log_probs (B, U, V), out_lens (B,))."""
         y, _ = self._look(y, state.look)
-        return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor"), tap
+        return self._head(y), torch.div(feat_lens, self.config.subsampling, rounding_mode="floor")
 
     def _layer(self, i: int, x: torch.Tensor, hidden: torch.Tensor):
         """Recurrent layer i alone on x (B, U, in) from hidden (1, B, width)."""
