@@ -128,9 +128,8 @@ class Teacher:
         import numpy as np
 
         labels: list[Label | None] = [None] * len(clips)
-        pack: list[int] = []
 
-        def flush():
+        def flush(pack: list[int]):
             gap = np.zeros(int(PACK_GAP * RATE), np.float32)
             pieces, spans, t = [gap], [], PACK_GAP
             for i in pack:
@@ -168,22 +167,29 @@ class Teacher:
                 # no_speech is the window's (which starts with silence), not the clip's: a clip's own evidence
                 # is its words' probabilities
                 labels[i] = Label(text, logp, no_speech[k] if ws else 1.0, compression[k])
-            pack.clear()
 
-        used = PACK_GAP
-        for i, clip in enumerate(clips):
-            seconds = len(clip) / RATE + PACK_GAP
-            if seconds > PACK_SECONDS:  # too long to share a window: on its own
-                labels[i] = self.label(clip)
-                continue
-            if pack and used + seconds > PACK_SECONDS:
-                flush()
-                used = PACK_GAP
-            pack.append(i)
-            used += seconds
-        if pack:
-            flush()
+        windows, alone = pack_windows([len(clip) / RATE for clip in clips], PACK_GAP)
+        for i in alone:  # too long to share a window: on its own
+            labels[i] = self.label(clips[i])
+        for window in windows:
+            flush(window)
         return labels
+
+
+def pack_windows(durations, gap: float, limit: float = PACK_SECONDS) -> tuple[list[list[int]], list[int]]:
+    """Clips (their durations, seconds) in order, packed into windows of at most `limit` seconds with `gap` seconds
+    of silence before each clip and after the last: (the windows' clip indices, the clips too long for any window)."""
+    windows, alone, current, used = [], [], [], gap
+    for i, seconds in enumerate(durations):
+        if seconds + gap > limit:
+            alone.append(i)
+            continue
+        if current and used + seconds + gap > limit:
+            windows.append(current)
+            current, used = [], gap
+        current.append(i)
+        used += seconds + gap
+    return windows + ([current] if current else []), alone
 
 
 def main(argv=None) -> int:

