@@ -104,3 +104,48 @@ def test_a_stream_example_is_a_shorter_utterance_a_gap_and_this_one(speech, tmp_
     assert shortest_ids in (tokens.encode(SENTENCES[0] + " " + SENTENCES[0]), tokens.encode(SENTENCES[0]))
     clean = ASRDataset(entries, tokens, augment=False, config=config)
     assert clean[1][1].tolist() == tokens.encode(SENTENCES[1])  # validation never streams
+
+
+def test_a_one_word_clip_becomes_a_phrase_of_its_speakers_words(tmp_path):
+    words = {"yes": "a", "no": "a", "stop": "a", "left": "b", "right": "b"}
+    entries = []
+    for i, (word, speaker) in enumerate(words.items()):
+        wav = synthesize(word, tmp_path / f"{word}.wav")
+        entries.append({"id": f"w{i}", "audio": str(wav), "duration": 0.5, "text": word, "speaker": speaker})
+    wav = synthesize(SENTENCES[0], tmp_path / "sentence.wav")
+    entries.append({"id": "s", "audio": str(wav), "duration": 1.0, "text": SENTENCES[0], "speaker": "a"})
+    entries.append({"id": "n", "audio": str(wav), "duration": 1.0, "text": "go"})  # no speaker named
+    tokens = CharTokenizer()
+    config = AugmentConfig(**OFF, concat_prob=1, concat_words=(3, 3), zero_share=1)
+    phrases = ASRDataset(entries, tokens, augment=True, config=config)
+    own = load_audio(entries[0]["audio"])
+    places = set()
+    for seed in range(12):
+        wave, ids, prefix = phrases._phrase(0, own, np.random.default_rng(seed))
+        text = tokens.decode(ids).split()
+        assert len(text) == 3 and "yes" in text and set(text) <= {"yes", "no", "stop"}, text  # speaker a's words
+        start = round(prefix * SAMPLE_RATE)
+        assert np.array_equal(wave[start : start + own.size], own)  # where this word is (the aux loss's offset)
+        parts = sum(load_audio(entries[list(words).index(w)]["audio"]).size for w in text)
+        gaps = (wave.size - parts) / SAMPLE_RATE  # two gaps of 0.05-0.4 s
+        assert 0.1 - 1e-3 <= gaps <= 0.8 + 1e-3, gaps
+        places.add(start == 0)
+    assert places == {True, False}  # the word is first in some phrases, later in others
+    assert len(tokens.decode(phrases[0][1].tolist()).split()) == 3  # through __getitem__
+    assert phrases[5][1].tolist() == tokens.encode(SENTENCES[0])  # more than one word: as it is
+    unnamed = tokens.decode(phrases[6][1].tolist()).split()  # no speaker: any one-word entry
+    assert len(unnamed) == 3 and "go" in unnamed and set(unnamed) <= set(words) | {"go"}
+    clean = ASRDataset(entries, tokens, augment=False, config=config)
+    assert clean[0][1].tolist() == tokens.encode("yes")  # validation never joins
+
+
+def test_phrase_options(capsys):
+    from asr.train.options import augment_config, parse_args
+
+    args = parse_args(["--train", "t.jsonl", "--out", "o", "--concat-prob", "0.3", "--concat-words", "2", "5"])
+    config = augment_config(args)
+    assert config.concat_prob == 0.3 and config.concat_words == (2, 5)
+    for bad in (["--concat-words", "1", "3"], ["--concat-words", "4", "3"], ["--concat-prob", "2"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--train", "t.jsonl", "--out", "o", *bad])
+        assert "--concat-" in capsys.readouterr().err

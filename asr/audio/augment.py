@@ -22,7 +22,8 @@ from asr.audio.channel import CODECS, codec_roundtrip, random_eq, silence
 from asr.audio.frontend import N_FFT, N_MELS, LogMel
 
 VTLP_HIGH = SAMPLE_RATE / 2 - 500.0  # Hz: above it (x the factor where < 1) the warp bends to keep Nyquist in place
-UNSCALED = ("lead_prob", "stream_prob", "eq_prob", "codec_prob", "vtlp_prob")  # --augment-scale leaves these
+# --augment-scale leaves these
+UNSCALED = ("lead_prob", "stream_prob", "concat_prob", "eq_prob", "codec_prob", "vtlp_prob")
 VTLP_LIMITS = (0.8, 1.12)  # warp factors allowed: above ~1.12 the lowest mel filter falls between two FFT bins
 
 
@@ -48,6 +49,9 @@ class AugmentConfig:
     zero_share: float = 0.5  # of the leads and a stream's gaps: digital silence (zeros) rather than a noise floor
     stream_prob: float = 0.0  # (ASRDataset) a shorter utterance before this one, silence between: the state carried
     gap_seconds: tuple = (0.1, 2.0)  # the silence between a stream's two utterances, drawn uniformly
+    concat_prob: float = 0.0  # (ASRDataset) a one-word utterance joined by other one-word ones into a phrase
+    concat_words: tuple = (2, 4)  # words in such a phrase, drawn uniformly (the same speaker's where it is known)
+    concat_gap: tuple = (0.05, 0.4)  # seconds of silence between its words, drawn uniformly
     eq_prob: float = 0.0  # a microphone's colouring (asr.audio.channel.random_eq)
     codec_prob: float = 0.0  # a lossy round trip: Opus or MP3 at a low bit rate, or 8 kHz mu-law (telephone)
     vtlp_prob: float = 0.0  # warp the mel filterbank (off by default; not scaled by --augment-scale)

@@ -121,7 +121,9 @@ class ASRDataset(torch.utils.data.Dataset):
     augmentation, the features may come through a warped mel filterbank (VTLP, `config.vtlp_prob`); without, they
     are LogMel's, as at inference. With `config.stream_prob`, an utterance may become a stream of two: a shorter
     entry's audio, a gap of silence, then its own, the transcripts joined by a space (so at most about twice its
-    duration: batches may hold up to that much more audio than the sampler planned).
+    duration: batches may hold up to that much more audio than the sampler planned). With `config.concat_prob`, a
+    one-word utterance may become a phrase of `config.concat_words` one-word utterances (its speaker's, where the
+    manifests name speakers), short silences between them, its own at a random place.
 
     With `aux_subsampling` S > 0 (the auxiliary loss), items are (feats, ids, targets (T // S, D), mask (T // S,)):
     the entry's teacher targets (its "teacher" file, asr.train.teacher_targets) on the model's output frames of the
@@ -148,6 +150,11 @@ class ASRDataset(torch.utils.data.Dataset):
         self.logmel = WarpedLogMel()  # LogMel unless a warp factor is given
         self.by_duration = sorted(range(len(self.entries)), key=lambda i: self.entries[i]["duration"])
         self.durations = [self.entries[i]["duration"] for i in self.by_duration]  # ascending
+        self.one_word: dict = {}  # speaker (None: not named) -> indices of one-word entries (phrases, concat_prob)
+        for i, entry in enumerate(self.entries):
+            if len(str(entry.get("text", "")).split()) == 1:
+                self.one_word.setdefault(entry.get("speaker"), []).append(i)
+        self.all_one_word = sorted(i for group in self.one_word.values() for i in group)
         self.aux_subsampling = self.aux_dims = 0
         if aux_subsampling:
             self.enable_aux(aux_subsampling)
@@ -182,7 +189,10 @@ class ASRDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         augment = self.augment and self.epoch >= self.augment_from_epoch
         prefix, timing = 0.0, {"offset": 0.0, "speed": 1.0}
-        if augment and self.config.stream_prob and rng.random() < self.config.stream_prob:
+        phrase = self.config.concat_prob and len(entry["text"].split()) == 1 and len(self.all_one_word) > 1
+        if augment and phrase and rng.random() < self.config.concat_prob:
+            wave, ids, prefix = self._phrase(index, wave, rng)
+        elif augment and self.config.stream_prob and rng.random() < self.config.stream_prob:
             wave, ids, prefix = self._stream(entry, wave, ids, rng)
         if augment:
             wave = augment_waveform(wave, rng, self.config, timing)
@@ -230,6 +240,39 @@ class ASRDataset(torch.utils.data.Dataset):
         gap = silence(int(SAMPLE_RATE * rng.uniform(*cfg.gap_seconds)), rng, cfg.zero_share, cfg.pad_level_db)
         ids = self.tokenizer.encode(first["text"] + " " + entry["text"])
         return np.concatenate([before, gap, wave]), ids, (before.size + gap.size) / SAMPLE_RATE
+
+    def _phrase(self, index, wave, rng):
+        """(wave, ids, seconds before entry `index`'s audio) of a phrase of one-word utterances: entry `index` at a
+        random place among others drawn from its speaker's one-word entries (or all of them, where the speaker is
+        not named or has no other), config.concat_gap of silence between the words."""
+        cfg = self.config
+        entry = self.entries[index]
+        group = self.one_word.get(entry.get("speaker"), [])
+        pool = group if entry.get("speaker") is not None and len(group) > 1 else self.all_one_word
+        words = int(rng.integers(cfg.concat_words[0], cfg.concat_words[1] + 1))
+        others = [int(pool[k]) for k in rng.integers(len(pool), size=words - 1)]
+        place = int(rng.integers(words))
+        order = others[:place] + [index] + others[place:]
+        pieces, texts, prefix = [], [], 0.0
+        for position, i in enumerate(order):
+            own = position == place
+            if own:
+                audio = wave
+            else:
+                try:
+                    audio = load_audio(self.entries[i]["audio"])
+                except AudioError:
+                    continue
+                if audio.size == 0:
+                    continue
+            if pieces:
+                seconds = rng.uniform(*cfg.concat_gap)
+                pieces.append(silence(int(SAMPLE_RATE * seconds), rng, cfg.zero_share, cfg.pad_level_db))
+            if own:
+                prefix = sum(piece.size for piece in pieces) / SAMPLE_RATE
+            pieces.append(audio)
+            texts.append(self.entries[i]["text"])
+        return np.concatenate(pieces), self.tokenizer.encode(" ".join(texts)), prefix
 
 
 def collate(batch):

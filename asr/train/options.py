@@ -235,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         f" {aug.gap_seconds[1]:g})",
     )
     a(
+        "--concat-prob",
+        type=float,
+        default=aug.concat_prob,
+        help="probability that a one-word utterance (a command, a digit) is joined by other one-word ones into a"
+        " phrase, short silences between them, the same speaker's where the manifests name speakers (not scaled;"
+        f" default {aug.concat_prob:g}: off)",
+    )
+    a(
+        "--concat-words",
+        type=int,
+        nargs=2,
+        default=list(aug.concat_words),
+        metavar=("LOW", "HIGH"),
+        help=f"words in such a phrase, drawn uniformly (default {aug.concat_words[0]} {aug.concat_words[1]})",
+    )
+    a(
         "--zero-share",
         type=float,
         default=aug.zero_share,
@@ -293,12 +309,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         low, high = getattr(args, name)
         if not 0.0 <= low <= high <= 30.0:
             parser.error(f"--{name.replace('_', '-')}: 0 <= LOW <= HIGH <= 30 seconds, got {low:g} {high:g}")
+    low, high = args.concat_words
+    if not 2 <= low <= high <= 16:
+        parser.error(f"--concat-words: 2 <= LOW <= HIGH <= 16 words, got {low} {high}")
     for name in (
         "speed_prob",
         "pad_prob",
         "vtlp_prob",
         "lead_prob",
         "stream_prob",
+        "concat_prob",
         "zero_share",
         "eq_prob",
         "codec_prob",
@@ -315,12 +335,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def augment_config(args) -> AugmentConfig:
     """The augmentation of the options: default probabilities times --augment-scale, then --speeds, --pad-prob,
-    --vtlp-*, --lead-*, --stream-prob, --gap-seconds, --zero-share, --eq-prob, --codec-prob and --speed-prob as
-    given (unscaled)."""
+    --vtlp-*, --lead-*, --stream-prob, --gap-seconds, --concat-*, --zero-share, --eq-prob, --codec-prob and
+    --speed-prob as given (unscaled)."""
     config = AugmentConfig().scaled(args.augment_scale)
-    probs = ("pad_prob", "vtlp_prob", "lead_prob", "stream_prob", "zero_share", "eq_prob", "codec_prob")
+    probs = ("pad_prob", "vtlp_prob", "lead_prob", "stream_prob", "concat_prob", "zero_share", "eq_prob", "codec_prob")
     given = {name: getattr(args, name) for name in probs}
-    ranges = {name: tuple(getattr(args, name)) for name in ("speeds", "vtlp_factors", "lead_seconds", "gap_seconds")}
+    names = ("speeds", "vtlp_factors", "lead_seconds", "gap_seconds", "concat_words")
+    ranges = {name: tuple(getattr(args, name)) for name in names}
     config = dataclasses.replace(config, **given, **ranges)
     if args.speed_prob is not None:
         config = dataclasses.replace(config, speed_prob=args.speed_prob)
