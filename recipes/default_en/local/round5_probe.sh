@@ -16,7 +16,12 @@
 #   NPROC=2 INIT=~/gru-asr-r5/group/best.pt CONF5=recipes/default_en/conf/gru3x448_round5_long.json \
 #     bash recipes/default_en/local/round5_probe.sh long --widen 448 --max-minutes 540 &
 # (stop it by killing it: the same command resumes it from last.pt, saved every 100 steps; --widen and --init are
-# then unused).
+# then unused). Its second stretch (2026-12-07) was two arms from its step-1,300 state (cp -a R5_DIR/long
+# R5_DIR/long_aux), one process each, speechocean762 weighed x5, the teacher targets' manifests for both, and the
+# auxiliary loss turned on for one by --resume; the long run goes on from long_aux:
+#   TEACHER_DIR=recipes/default_en/work/whisper_targets WEIGHTS=so762_train:5 INIT=~/gru-asr-r5/group/best.pt \
+#     CONF5=recipes/default_en/conf/gru3x448_round5_long.json bash recipes/default_en/local/round5_probe.sh long_aux \
+#     --widen 448 --aux-weight 0.3 &   # (long: the same without --aux-weight)
 # The auxiliary teacher loss against none (issue 31, item 4): TEACHER_DIR (local/whisper_targets.py's OUT) gives the
 # mix's manifests with teacher targets, where it has them, to both arms (the same data); only --aux-weight differs:
 #   TEACHER_DIR=recipes/default_en/work/whisper_targets INIT=~/gru-asr-r5/long/model.pt \
