@@ -64,9 +64,10 @@ def test_digit_words_with_repeats():
 def test_pack_windows_fills_windows_in_order_and_sets_long_clips_apart():
     from teacher import pack_windows
 
-    windows, alone = pack_windows([10.0, 10.0, 9.0, 29.0, 2.0, 26.0], gap=1.0, limit=27.0)
-    # 1 + 10 + 1 + 10 + 1 = 23: the 9-s clip would pass 27 and starts a window; 29 + 1 fits none, 26 + 1 its own
-    assert windows == [[0, 1], [2, 4], [5]] and alone == [3]
+    windows, alone = pack_windows([10.0, 10.0, 9.0, 29.0, 2.0, 25.0, 25.5], gap=1.0, limit=27.0)
+    # 1 + 10 + 1 + 10 + 1 = 23: the 9-s clip would pass 27 and starts a window; 1 + 25 + 1 fits one on its own,
+    # 1 + 25.5 + 1 and 29 none
+    assert windows == [[0, 1], [2, 4], [5]] and alone == [3, 6]
     assert pack_windows([], gap=1.0) == ([], [])
 
 

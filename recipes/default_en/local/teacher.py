@@ -181,7 +181,7 @@ def pack_windows(durations, gap: float, limit: float = PACK_SECONDS) -> tuple[li
     of silence before each clip and after the last: (the windows' clip indices, the clips too long for any window)."""
     windows, alone, current, used = [], [], [], gap
     for i, seconds in enumerate(durations):
-        if seconds + gap > limit:
+        if gap + seconds + gap > limit:
             alone.append(i)
             continue
         if current and used + seconds + gap > limit:
