@@ -1,8 +1,10 @@
-"""A run's log (OUT/log.jsonl, one JSON object per line) and its curve (OUT/curve.png)."""
+"""A run's log (OUT/log.jsonl, one JSON object per line), the window of steps each line sums up, and its curve
+(OUT/curve.png)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from asr.util.atomic import atomic_open
@@ -43,3 +45,33 @@ def plot_curve(out: Path) -> None:
     with atomic_open(out / "curve.png", "wb") as f:
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
+
+
+class LogWindow:
+    """The training steps since the last log line: their mean loss and audio seconds per second."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.loss, self.steps, self.audio_seconds, self.aux = 0.0, 0, 0.0, None
+
+    def add(self, loss: float, audio_seconds: float, aux: float | None = None) -> None:
+        self.loss, self.steps = self.loss + loss, self.steps + 1
+        self.audio_seconds += audio_seconds
+        if aux is not None:
+            self.aux = (self.aux or 0.0) + aux
+
+    def restart(self) -> None:
+        self.audio_seconds, self.start = 0.0, time.monotonic()
+
+    def take(self, started: float) -> dict:
+        """The window's figures for a log line (elapsed: seconds since `started`); the next window begins."""
+        now = time.monotonic()
+        record = {
+            "loss": self.loss / self.steps,
+            "audio_seconds_per_second": self.audio_seconds / (now - self.start),
+            "elapsed": round(now - started, 1),
+        }
+        if self.aux is not None:  # the auxiliary loss alone (unweighted; "loss" holds it weighted)
+            record["aux_loss"] = self.aux / self.steps
+        self.loss, self.steps, self.audio_seconds, self.start, self.aux = 0.0, 0, 0.0, now, None
+        return record

@@ -1,5 +1,5 @@
 """What a training process runs on: the device, the DDP process group, the random generators' state (exact
-resume) and the learning-rate schedule."""
+resume), the learning-rate schedule, and the optimizer state of a resume that adds or drops the auxiliary head."""
 
 from __future__ import annotations
 
@@ -79,3 +79,16 @@ def lr_lambda(warmup: int, total: int, min_ratio: float, time_fraction=None):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
+
+
+def optimizer_with_parameters(optimizer: dict, change: int) -> dict:
+    """An optimizer state dict (one group; the auxiliary head's parameters last) with `change` parameters appended
+    (> 0: no moments yet, Adam starts them at their first step) or the last -change removed with their moments."""
+    (group,) = optimizer["param_groups"]
+    params = list(group["params"])
+    if change > 0:
+        params += range(max(params) + 1, max(params) + 1 + change)
+    else:
+        params = params[: len(params) + change]
+    state = {k: v for k, v in optimizer["state"].items() if k in params}
+    return {"state": state, "param_groups": [{**group, "params": params}]}

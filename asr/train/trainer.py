@@ -37,11 +37,19 @@ from asr.model.network import GRUCTC, ModelConfig
 from asr.model.tokenizer import CharTokenizer
 from asr.model.widen import DEFAULT_NOISE, widen
 from asr.train.aux import AuxHead, WithAux, aux_loss
-from asr.train.curves import append_log, plot_curve
+from asr.train.curves import LogWindow, append_log, plot_curve
 from asr.train.dataset import ASRDataset, BucketingSampler, collate, compute_stats, load_manifests
 from asr.train.manifests import read_manifest
 from asr.train.options import MODEL_OPTIONS, TrainError, augment_config, model_config
-from asr.train.runtime import _python_tuple, lr_lambda, pick_device, rng_state, set_rng_state, setup_distributed
+from asr.train.runtime import (
+    _python_tuple,
+    lr_lambda,
+    optimizer_with_parameters,
+    pick_device,
+    rng_state,
+    set_rng_state,
+    setup_distributed,
+)
 from asr.train.validation import MEAN, ctc, frame_kl, mean_result, validate
 from asr.util.atomic import atomic_open
 
@@ -248,11 +256,11 @@ class Trainer:
         if self.aux is not None and "aux_head" in state:
             self.aux.head.load_state_dict(state["aux_head"])
         elif self.aux is not None:  # turned on: a fresh head whose Adam moments start at zero
-            optimizer = _with_parameters(optimizer, len(list(self.aux.head.parameters())))
+            optimizer = optimizer_with_parameters(optimizer, len(list(self.aux.head.parameters())))
             if self.main:
                 print(f"resume: the run had no auxiliary loss; a fresh head from step {state['step']}", file=sys.stderr)
         elif "aux_head" in state:  # turned off: the head and its moments are dropped
-            optimizer = _with_parameters(optimizer, -len(state["aux_head"]))
+            optimizer = optimizer_with_parameters(optimizer, -len(state["aux_head"]))
             if self.main:
                 print(
                     f"resume: the run had the auxiliary loss; it goes on without it from step {state['step']}",
@@ -424,46 +432,3 @@ class Trainer:
         if stop and out_of_patience and self.main and not a.quiet:
             print(f"no better {a.select_by} in {a.patience} validations: stopping at step {self.step}", file=sys.stderr)
         return stop
-
-
-class LogWindow:
-    """The training steps since the last log line: their mean loss and audio seconds per second."""
-
-    def __init__(self):
-        self.start = time.monotonic()
-        self.loss, self.steps, self.audio_seconds, self.aux = 0.0, 0, 0.0, None
-
-    def add(self, loss: float, audio_seconds: float, aux: float | None = None) -> None:
-        self.loss, self.steps = self.loss + loss, self.steps + 1
-        self.audio_seconds += audio_seconds
-        if aux is not None:
-            self.aux = (self.aux or 0.0) + aux
-
-    def restart(self) -> None:
-        self.audio_seconds, self.start = 0.0, time.monotonic()
-
-    def take(self, started: float) -> dict:
-        """The window's figures for a log line (elapsed: seconds since `started`); the next window begins."""
-        now = time.monotonic()
-        record = {
-            "loss": self.loss / self.steps,
-            "audio_seconds_per_second": self.audio_seconds / (now - self.start),
-            "elapsed": round(now - started, 1),
-        }
-        if self.aux is not None:  # the auxiliary loss alone (unweighted; "loss" holds it weighted)
-            record["aux_loss"] = self.aux / self.steps
-        self.loss, self.steps, self.audio_seconds, self.start, self.aux = 0.0, 0, 0.0, now, None
-        return record
-
-
-def _with_parameters(optimizer: dict, change: int) -> dict:
-    """An optimizer state dict (one group; the auxiliary head's parameters last) with `change` parameters appended
-    (> 0: no moments yet, Adam starts them at their first step) or the last -change removed with their moments."""
-    (group,) = optimizer["param_groups"]
-    params = list(group["params"])
-    if change > 0:
-        params += range(max(params) + 1, max(params) + 1 + change)
-    else:
-        params = params[: len(params) + change]
-    state = {k: v for k, v in optimizer["state"].items() if k in params}
-    return {"state": state, "param_groups": [{**group, "params": params}]}
