@@ -12,6 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# AugmentConfig fields that turn every default-on augmentation off (a test turns on the ones it checks)
+AUGMENT_OFF = dict(speed_prob=0.0, noise_prob=0.0, reverb_prob=0.0, bandlimit_prob=0.0, gain_prob=0.0, specaug_prob=0.0)
 
 
 @pytest.fixture(scope="session")

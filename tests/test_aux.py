@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO, synthesize
+from conftest import AUGMENT_OFF, REPO, synthesize
 
 from asr.audio import SAMPLE_RATE
 from asr.audio.augment import AugmentConfig, augment_waveform
@@ -31,9 +31,6 @@ from asr.train.teacher_targets import TEACHER_SHIFT, align
 
 SENTENCES = ["the cat sat on the mat", "open the door please", "we like green apples and pears"]
 TINY = ["--hidden-size", "32", "--num-layers", "2", "--conv-channels", "32", "--num-workers", "0", "--threads", "1"]
-QUIET = dict(  # every augmentation off but the ones a test turns on
-    speed_prob=0.0, noise_prob=0.0, reverb_prob=0.0, bandlimit_prob=0.0, gain_prob=0.0, specaug_prob=0.0
-)
 
 
 def _energy(wave: np.ndarray, shift: float) -> np.ndarray:
@@ -64,7 +61,7 @@ def test_augment_waveform_reports_where_time_went():
     """An impulse at 0.5 s comes out at (0.5 + offset) / speed, whatever leads, padding and speed were drawn."""
     wave = np.zeros(SAMPLE_RATE, np.float32)
     wave[SAMPLE_RATE // 2] = 1.0
-    cfg = AugmentConfig(**{**QUIET, "speed_prob": 1.0, "speeds": (1.15,), "pad_prob": 1.0, "lead_prob": 1.0})
+    cfg = AugmentConfig(**{**AUGMENT_OFF, "speed_prob": 1.0, "speeds": (1.15,), "pad_prob": 1.0, "lead_prob": 1.0})
     cfg.zero_share, cfg.pad_level_db = 1.0, (-120.0, -120.0)
     for seed in range(3):
         timing = {}
@@ -73,7 +70,7 @@ def test_augment_waveform_reports_where_time_went():
         peak = np.argmax(np.abs(out)) / SAMPLE_RATE
         assert peak == pytest.approx((0.5 + timing["offset"]) / 1.15, abs=2e-3)
     timing = {}
-    augment_waveform(wave, np.random.default_rng(0), AugmentConfig(**QUIET), timing)
+    augment_waveform(wave, np.random.default_rng(0), AugmentConfig(**AUGMENT_OFF), timing)
     assert timing == {"offset": 0.0, "speed": 1.0}
 
 
@@ -91,7 +88,9 @@ def test_targets_follow_the_speech_through_streams_leads_and_speed(corpus):
     file is the clean audio's loudness): the time map holds through a stream's first utterance, a lead of silence
     and a speed change."""
     entries = read_manifest(corpus)
-    cfg = AugmentConfig(**{**QUIET, "speed_prob": 1.0, "speeds": (0.9, 1.15), "lead_prob": 1.0, "stream_prob": 1.0})
+    cfg = AugmentConfig(
+        **{**AUGMENT_OFF, "speed_prob": 1.0, "speeds": (0.9, 1.15), "lead_prob": 1.0, "stream_prob": 1.0}
+    )
     cfg.lead_seconds, cfg.zero_share = (0.3, 1.0), 0.5
     ds = ASRDataset(entries, CharTokenizer(), augment=True, seed=0, config=cfg, aux_subsampling=4)
     assert ds.aux_dims == 3

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import synthesize
+from conftest import AUGMENT_OFF, synthesize
 
 from asr.audio import SAMPLE_RATE
 from asr.audio.augment import AugmentConfig, augment_waveform
@@ -16,7 +16,6 @@ from asr.audio.files import load_audio
 from asr.model.tokenizer import CharTokenizer
 from asr.train.dataset import ASRDataset
 
-OFF = dict(speed_prob=0, noise_prob=0, reverb_prob=0, bandlimit_prob=0, gain_prob=0, specaug_prob=0)
 SENTENCES = ["open the door", "a dog ran in the park and then it sat down by the old tree"]
 
 
@@ -70,12 +69,13 @@ def test_silence_is_digital_zeros_or_a_quiet_floor():
 
 def test_a_lead_puts_silence_before_the_speech_and_a_third_after(speech):
     x = load_audio(speech[0])
-    config = AugmentConfig(**OFF, lead_prob=1, lead_seconds=(0.6, 0.6), zero_share=1)
+    config = AugmentConfig(**AUGMENT_OFF, lead_prob=1, lead_seconds=(0.6, 0.6), zero_share=1)
     y = augment_waveform(x, np.random.default_rng(0), config)
     lead = int(0.6 * SAMPLE_RATE)
     assert y.size == x.size + lead + lead // 3
     assert not y[:lead].any() and np.array_equal(y[lead : lead + x.size], x) and not y[lead + x.size :].any()
-    assert np.array_equal(augment_waveform(x, np.random.default_rng(0), AugmentConfig(**OFF)), x)  # off by default
+    off = AugmentConfig(**AUGMENT_OFF)  # leads are off by default
+    assert np.array_equal(augment_waveform(x, np.random.default_rng(0), off), x)
 
 
 def test_a_stream_example_is_a_shorter_utterance_a_gap_and_this_one(speech, tmp_path):
@@ -84,9 +84,9 @@ def test_a_stream_example_is_a_shorter_utterance_a_gap_and_this_one(speech, tmp_
         for i, (w, t) in enumerate(zip(speech, SENTENCES, strict=True))
     ]
     tokens = CharTokenizer()
-    config = AugmentConfig(**OFF, stream_prob=1, gap_seconds=(0.5, 0.5), zero_share=1)
+    config = AugmentConfig(**AUGMENT_OFF, stream_prob=1, gap_seconds=(0.5, 0.5), zero_share=1)
     stream = ASRDataset(entries, tokens, augment=True, config=config)
-    plain = ASRDataset(entries, tokens, augment=True, config=AugmentConfig(**OFF))
+    plain = ASRDataset(entries, tokens, augment=True, config=AugmentConfig(**AUGMENT_OFF))
     feats, ids = stream[1]
     first = 0 if ids.tolist() == tokens.encode(SENTENCES[0] + " " + SENTENCES[1]) else 1
     assert ids.tolist() == tokens.encode(SENTENCES[first] + " " + SENTENCES[1])
@@ -116,7 +116,7 @@ def test_a_one_word_clip_becomes_a_phrase_of_its_speakers_words(tmp_path):
     entries.append({"id": "s", "audio": str(wav), "duration": 1.0, "text": SENTENCES[0], "speaker": "a"})
     entries.append({"id": "n", "audio": str(wav), "duration": 1.0, "text": "go"})  # no speaker named
     tokens = CharTokenizer()
-    config = AugmentConfig(**OFF, concat_prob=1, concat_words=(3, 3), zero_share=1)
+    config = AugmentConfig(**AUGMENT_OFF, concat_prob=1, concat_words=(3, 3), zero_share=1)
     phrases = ASRDataset(entries, tokens, augment=True, config=config)
     own = load_audio(entries[0]["audio"])
     places = set()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO, synthesize
+from conftest import AUGMENT_OFF, REPO, synthesize
 
 from asr.audio import SAMPLE_RATE
 from asr.audio.augment import (
@@ -384,11 +384,10 @@ def test_dataset_features_without_vtlp_are_todays_and_with_it_warped(manifest):
     if rng.random() < config.specaug_prob:
         feats = spec_augment(feats, int(rng.integers(2**31)), config)
     assert torch.equal(ASRDataset(entries, tokens, augment=True, seed=3)[1][0], feats)
-    off = dict(speed_prob=0, noise_prob=0, reverb_prob=0, bandlimit_prob=0, gain_prob=0, specaug_prob=0)
-    plain = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**off))[1][0]
-    warped = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**off, vtlp_prob=1))[1][0]
+    plain = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**AUGMENT_OFF))[1][0]
+    warped = ASRDataset(entries, tokens, augment=True, seed=3, config=AugmentConfig(**AUGMENT_OFF, vtlp_prob=1))[1][0]
     assert warped.shape == plain.shape and not torch.equal(warped, plain)
-    clean = ASRDataset(entries, tokens, augment=False, config=AugmentConfig(**off, vtlp_prob=1))[1][0]
+    clean = ASRDataset(entries, tokens, augment=False, config=AugmentConfig(**AUGMENT_OFF, vtlp_prob=1))[1][0]
     assert torch.equal(clean, plain) and torch.equal(clean, LogMel()(torch.from_numpy(load_audio(entries[1]["audio"]))))
 
 

@@ -9,13 +9,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, synthesize
+from conftest import AUGMENT_OFF, REPO, synthesize
 
 from asr.audio.augment import AugmentConfig, augment_waveform, load_rooms
 from asr.train import cli as train
 from asr.train.manifests import write_manifest
 
-QUIET = dict(speed_prob=0.0, noise_prob=0.0, bandlimit_prob=0.0, gain_prob=0.0, specaug_prob=0.0)
 ECHO = 800  # samples: the hand-made bank's one reflection
 
 
@@ -48,13 +47,13 @@ def test_reverberation_draws_from_the_bank_and_keeps_the_timing(tmp_path, speech
     bank = str(_echo_bank(tmp_path / "echo.npz"))
     wave, rate = sf.read(speech_wav, dtype="float32")
     wave = wave[: rate * 2]
-    cfg = AugmentConfig(**QUIET, reverb_prob=1.0, rooms=bank)
+    cfg = AugmentConfig(**{**AUGMENT_OFF, "reverb_prob": 1.0}, rooms=bank)
     out = augment_waveform(wave, np.random.default_rng(0), cfg)
     expected = wave.copy()
     expected[ECHO:] += 0.5 * wave[:-ECHO]  # the direct path at 0, the reflection ECHO samples later
     expected *= np.sqrt(np.mean(wave**2) / np.mean(expected**2))  # the loudness kept
     assert out.shape == wave.shape and np.allclose(out, expected, atol=2e-4)
-    synthetic = augment_waveform(wave, np.random.default_rng(0), AugmentConfig(**QUIET, reverb_prob=1.0))
+    synthetic = augment_waveform(wave, np.random.default_rng(0), AugmentConfig(**{**AUGMENT_OFF, "reverb_prob": 1.0}))
     assert not np.allclose(synthetic, expected, atol=1e-2)  # without a bank: asr.audio.augment.synthetic_rir
 
 
