@@ -18,6 +18,7 @@ from asr import load_model
 from asr.apps import evaluate
 from asr.audio.files import load_audio
 from asr.audio.frontend import LogMel
+from asr.model import average
 from asr.model.checkpoint import load_checkpoint
 from asr.train import cli as train
 from asr.train import options, runtime, validation
@@ -53,6 +54,7 @@ def test_end_to_end_tiny_training(corpus, tmp_path):
     assert train.main(argv) == 0
     for name in ("model.pt", "best.pt", "last.pt", "log.jsonl", "curve.png"):
         assert (out / name).is_file(), name
+    assert not (out / "checkpoints").exists()  # --keep-checkpoints is off by default
     model = load_checkpoint(out / "model.pt")
     assert model.config.hidden_size == 32 and model.tokens[0] == "<blank>"
     assert not torch.equal(model.feat_mean, torch.zeros_like(model.feat_mean))  # normalisation stats stored
@@ -91,6 +93,17 @@ def test_resume_continues_exactly(corpus, tmp_path):
     assert b.extra["step"] == 8
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.allclose(x, y, atol=1e-6), name
+
+
+def test_keep_checkpoints_keeps_the_last_saves_for_averaging(corpus, tmp_path):
+    out = tmp_path / "kept"
+    argv = _args(corpus, out, "--max-steps", "7", "--checkpoint-every", "2", "--keep-checkpoints", "2")
+    assert train.main(argv) == 0
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["step_6.pt", "step_7.pt"]  # saves at 2, 4, 6 and the last step; the 2 latest kept
+    assert load_checkpoint(out / "checkpoints" / "step_6.pt").extra["step"] == 6
+    assert average.main([str(tmp_path / "avg.pt"), *(str(out / "checkpoints" / k) for k in kept)]) == 0
+    assert load_checkpoint(tmp_path / "avg.pt").extra["averaged"][0].endswith("step_6.pt")
 
 
 def test_max_minutes_stops_cleanly_with_a_checkpoint(corpus, tmp_path):

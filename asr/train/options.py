@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--aux-lookahead", type=int, default=2, help="output frames after its own the auxiliary head reads (default 2)")
     a("--checkpoint-every", type=int, default=500, help="steps between saves of OUT/last.pt")
+    a(
+        "--keep-checkpoints",
+        type=int,
+        default=0,
+        help="also keep the last N saves' models as OUT/checkpoints/step_S.pt, for python -m asr.model.average"
+        " (default 0: none)",
+    )
     a("--valid-every", type=int, default=1000, help="steps between validations (0: only at the end)")
     a(
         "--patience",

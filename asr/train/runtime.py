@@ -7,6 +7,8 @@ import contextlib
 import math
 import os
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,15 @@ def setup_distributed(device: torch.device) -> tuple[int, int]:
         return 0, 1
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world
+
+
+def keep_recent(model: Path, folder: Path, step: int, keep: int) -> None:
+    """Copy MODEL to FOLDER/step_STEP.pt and delete all but the KEEP latest steps' copies there."""
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(model, folder / f"step_{step}.pt")
+    saved = sorted((int(p.stem[5:]), p) for p in folder.glob("step_*.pt") if p.stem[5:].isdigit())
+    for _, old in saved[:-keep]:
+        old.unlink()
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -43,6 +43,7 @@ from asr.train.manifests import read_manifest
 from asr.train.options import MODEL_OPTIONS, TrainError, augment_config, model_config
 from asr.train.runtime import (
     _python_tuple,
+    keep_recent,
     lr_lambda,
     optimizer_with_parameters,
     pick_device,
@@ -288,6 +289,8 @@ class Trainer:
         with atomic_open(self.out / "last.pt", "wb") as f:
             torch.save(self._training_state(), f)
         save_checkpoint(self.out / "model.pt", self.model, self.tokenizer.tokens, self._extra())
+        if self.args.keep_checkpoints > 0:
+            keep_recent(self.out / "model.pt", self.out / "checkpoints", self.step, self.args.keep_checkpoints)
 
     def _extra(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "best_wer": self.best_wer}
