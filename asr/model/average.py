@@ -20,9 +20,9 @@ import torch
 from asr.model.checkpoint import CheckpointError, load_checkpoint, read_bundle, save_checkpoint
 
 
-def average_state_dicts(paths: list) -> tuple[dict, dict]:
-    """The element-wise mean of the bundles' state dicts (in float64, stored as each tensor's dtype) and the first
-    bundle; CheckpointError naming the file when one is not the first's model."""
+def average_state_dicts(paths: list) -> dict:
+    """The element-wise mean of the bundles' state dicts (summed in float64, stored as each tensor's dtype);
+    CheckpointError naming the file when one is not the first's model."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
     first = read_bundle(paths[0])
@@ -40,12 +40,12 @@ def average_state_dicts(paths: list) -> tuple[dict, dict]:
                 raise CheckpointError(f"{path}: not the same model as {paths[0]} ({key} is {tuple(value.shape)})")
             total[key] += value.to(torch.float64)
     dtypes = {key: value.dtype for key, value in first["state_dict"].items()}
-    return {key: (value / len(paths)).to(dtypes[key]) for key, value in total.items()}, first
+    return {key: (value / len(paths)).to(dtypes[key]) for key, value in total.items()}
 
 
 def average(paths: list, out) -> None:
     """Write the average of the bundles at PATHS to OUT (a bundle like any other)."""
-    state, _ = average_state_dicts(paths)
+    state = average_state_dicts(paths)
     model = load_checkpoint(paths[0])
     model.load_state_dict(state)
     save_checkpoint(out, model, extra={**model.extra, "averaged": [str(p) for p in paths]})
