@@ -30,7 +30,8 @@ def keep_recent(model: Path, folder: Path, step: int, keep: int) -> None:
     """Copy MODEL to FOLDER/step_STEP.pt and delete all but the KEEP latest steps' copies there."""
     folder.mkdir(exist_ok=True)
     shutil.copyfile(model, folder / f"step_{step}.pt")
-    saved = sorted((int(p.stem[5:]), p) for p in folder.glob("step_*.pt") if p.stem[5:].isdigit())
+    steps = ((p.stem.removeprefix("step_"), p) for p in folder.glob("step_*.pt"))
+    saved = sorted((int(n), p) for n, p in steps if n.isdigit())
     for _, old in saved[:-keep]:
         old.unlink()
 

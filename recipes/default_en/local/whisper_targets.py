@@ -12,9 +12,10 @@ assembled under WORK/teacher by local/teacher.py); recipe stages only, never asr
 Whisper always encodes 30 s, so clips are packed as local/teacher.py packs them (teacher.pack_windows: up to
 PACK_SECONDS a window, STATE_GAP of silence around each: Whisper's encoder attends across the window, so a clip's
 states hear a little of its neighbours through the gap), and each clip's rows are cut out of its window by time.
-Clips too long to fit a window get no targets (the aux loss masks them). The projection (OUT/pca.npz: the states' mean, then the top --dims
-principal directions, each scaled to unit variance) is fitted on the first --fit-windows windows' clip frames and
-reused when OUT already has it, and clips whose .npy exists are not encoded again: a stopped run resumes.
+Clips too long to fit a window get no targets (the aux loss masks them). The projection (OUT/pca.npz: the
+states' mean, then the top --dims principal directions, each scaled to unit variance) is fitted on the first
+--fit-windows windows' clip frames and reused when OUT already has it, and clips whose .npy exists are not encoded
+again: a stopped run resumes.
 """
 
 from __future__ import annotations
