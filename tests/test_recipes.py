@@ -211,7 +211,7 @@ def test_real_manifests_hold_speakers_out_by_rule(tmp_path, shared_data):
 def test_selection_score_is_the_mean_of_the_selection_sets(tmp_path, shared_data, default_model):
     """local/selection.py: greedy WER and CER on so762_dev, cv_dev, ls_pseudo_dev and sc_dev (here their first 3
     utterances each), by asr eval's decoding and scoring, and their plain mean, the CER's being the score;
-    --baseline gives the shipping verdict; --print-sets lists the sets for asr train --valid; without stage 3's
+    --baseline gives the shipping verdict (refused when decoded otherwise than asked: --streamed); --print-sets lists the sets for asr train --valid; without stage 3's
     selection sets, a one-line error."""
     real = tmp_path / "real"
     if _local_script("real_manifests.py", shared_data, real).returncode:
@@ -245,6 +245,12 @@ def test_selection_score_is_the_mean_of_the_selection_sets(tmp_path, shared_data
     (tmp_path / "base.json").write_text(json.dumps(baseline))
     proc = _local_script("selection.py", folder, "--baseline", tmp_path / "base.json")
     assert "ships: yes: a lower mean CER and no set worse" in proc.stdout
+    # --streamed decodes as asr transcribe does; a baseline decoded otherwise is refused before any decoding
+    proc = _local_script("selection.py", folder, "--streamed", "--baseline", tmp_path / "base.json")
+    assert proc.returncode == 2 and "decoded 'greedy', not 'greedy, streamed'" in proc.stderr
+    proc = _local_script("selection.py", folder, "--streamed", "--json", tmp_path / "streamed.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "streamed.json").read_text())["decoding"] == "greedy, streamed"
     (tmp_path / "base.json").write_text("{}")
     proc = _local_script("selection.py", folder, "--baseline", tmp_path / "base.json")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1  # before any decoding

@@ -6,7 +6,9 @@ Each whole utterance, followed by the tail padding a stream's final result gets 
 is decoded as `asr.DecodingConfig` says: by default beam search with the general English LM, or
 `--decoding greedy`, or another `--lm` (KenLM/ARPA word model) and weights. Utterances are
 batched by length: the model is causal, so padding after an utterance's end does not change its first
-out_len output frames.
+out_len output frames. With --streamed, each utterance is decoded instead as `asr transcribe` decodes a file
+(and a live stream hears it): in chunks, cut at the endpoints with the model state restarted after each and in
+quiet silence before speech, the utterances' texts joined; slower, and the figure users get.
 The report is tab-separated: manifest, id, ref, hyp, errors (word substitutions + deletions +
 insertions), words (reference length).
 """
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a per-utterance TSV report here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")
+    p.add_argument("--streamed", action="store_true", help="decode each utterance as asr transcribe does (endpoints)")
     DecodingConfig.add_arguments(p, hotwords=False)
     return p
 
@@ -85,14 +88,38 @@ def transcribe_entries(model, entries, device="cpu", batch_seconds: float = BATC
     return results
 
 
-def score_manifest(model, path, entries, device="cpu", batch_seconds: float = BATCH_SECONDS, beam=None) -> dict:
+def transcribe_streamed(model, entries, decoding: DecodingConfig, progress=None):
+    """[(entry, hypothesis text)] for the readable entries of a manifest, each decoded by `asr.transcribe` with
+    `decoding`: streamed, cut at its endpoints, the model state restarted as in a live stream."""
+    from asr.stream.transcription import transcribe
+
+    results = []
+    for e in entries:
+        try:
+            samples = load_audio(e["audio"])
+        except AudioError as exc:
+            warnings.warn(f"skipped {e['id']}: {exc}", stacklevel=2)
+        else:
+            results.append((e, transcribe(model, samples, decoding=decoding)["text"]))
+        if progress is not None:
+            progress.update(1)
+    return results
+
+
+def score_manifest(
+    model, path, entries, device="cpu", batch_seconds: float = BATCH_SECONDS, beam=None, streamed=None
+) -> dict:
     """One manifest's WER and CER over its readable utterances, with their report rows (manifest, id, ref, hyp,
-    errors, words): {"wer", "cer", "utterances", "rows"}; WER and CER are None when no utterance is usable."""
+    errors, words): {"wer", "cer", "utterances", "rows"}; WER and CER are None when no utterance is usable.
+    `streamed` (a DecodingConfig, used instead of `beam`): each utterance decoded by `transcribe_streamed`."""
     import jiwer
     from tqdm import tqdm
 
     with tqdm(total=len(entries), desc=Path(path).name, unit="utt", file=sys.stderr) as bar:
-        results = transcribe_entries(model, entries, device, batch_seconds, bar, beam)
+        if streamed is not None:
+            results = transcribe_streamed(model, entries, streamed, bar)
+        else:
+            results = transcribe_entries(model, entries, device, batch_seconds, bar, beam)
     if not results:
         return {"wer": None, "cer": None, "utterances": 0, "rows": []}
     refs = [normalize_text(e["text"]) for e, _ in results]
@@ -126,10 +153,11 @@ def main(argv=None) -> int:
         beam = factory() if factory else None
     except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
-    print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
+    print(f"decoding: {decoding.resolved().describe()}{', streamed' if args.streamed else ''}", file=sys.stderr)
     rows, failed = [], False
+    streamed = decoding if args.streamed else None
     for path, entries in sets:
-        score = score_manifest(model, path, entries, args.device, args.batch_seconds, beam)
+        score = score_manifest(model, path, entries, args.device, args.batch_seconds, beam, streamed)
         if not score["utterances"]:
             fail(f"{path}: no usable utterances")
             failed = True

@@ -2,7 +2,7 @@
 """The one selection score (issue 31): a model bundle's greedy CER on each selection set, and their mean.
 
     python recipes/default_en/local/selection.py WORK/manifests --model MODEL [--json score.json] [--report utt.tsv]
-        [--baseline round4.json]
+        [--baseline round4.json] [--streamed]
     python recipes/default_en/local/selection.py WORK/manifests --print-sets   # the sets' paths, for asr train --valid
 
 The selection sets look like our users and were never trained on: so762_dev (8 speechocean762 speakers, non-native
@@ -19,7 +19,10 @@ training-time twin: the same sets and mean, without the tail padding that `asr e
 real_en and fsdd's yweweler stay evaluation only: they are not here.
 
 Decoding and scoring are `asr eval`'s (asr.apps.evaluate): greedy by default; `--decoding beam --lm-weight W` scores
-an LM weight on the same sets. Prints one line per set and the mean; --json writes them, --report every utterance.
+an LM weight on the same sets; --streamed decodes each clip as the product does (`asr transcribe`: endpoints, the
+model state restarted after each and in quiet silence before speech), which whole-clip decoding does not see: round
+5's first candidate lost 1.7 WER points on so762_dev that way, where round 4 lost none. A --baseline must have been
+decoded the same way. Prints one line per set and the mean; --json writes them, --report every utterance.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ def selection_sets(manifests: Path) -> list[Path]:
     return [manifests / f"{name}.jsonl" for name in names]
 
 
-def read_baseline(path: Path, names: list[str]) -> dict:
-    """Another model's --json record, checked to hold the mean CER and each of NAMES' CER; ValueError if not."""
+def read_baseline(path: Path, names: list[str], decoding: str) -> dict:
+    """Another model's --json record, checked to hold the mean CER and each of NAMES' CER, decoded as `decoding`
+    describes; ValueError if not."""
     try:
         baseline = json.loads(path.read_text())
         cers = [baseline["mean"]["cer"]] + [baseline["sets"][name]["cer"] for name in names]
@@ -60,6 +64,8 @@ def read_baseline(path: Path, names: list[str]) -> dict:
         raise ValueError(f"--baseline {path}: not a selection.py --json record of these sets ({exc!r})") from None
     if not all(isinstance(cer, (int, float)) for cer in cers):
         raise ValueError(f"--baseline {path}: its CERs are not numbers")
+    if baseline.get("decoding", decoding) != decoding:
+        raise ValueError(f"--baseline {path}: decoded '{baseline['decoding']}', not '{decoding}' as asked here")
     return baseline
 
 
@@ -95,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS, help="padded audio seconds per batch")
+    p.add_argument("--streamed", action="store_true", help="decode each clip as asr transcribe does (endpoints)")
     DecodingConfig.add_arguments(p, hotwords=False)
     p.set_defaults(decoding="greedy")  # the selection score is greedy: the model alone
     return p
@@ -107,8 +114,9 @@ def main(argv=None) -> int:
         if args.print_sets:
             print("\n".join(map(str, paths)))
             return 0
-        baseline = read_baseline(args.baseline, [path.stem for path in paths]) if args.baseline else None
         decoding = DecodingConfig.from_args(args)
+        described = decoding.resolved().describe() + (", streamed" if args.streamed else "")
+        baseline = read_baseline(args.baseline, [p.stem for p in paths], described) if args.baseline else None
         sets = [(path, read_manifest(path)) for path in paths]
         model = asr.load_model(args.model, device=args.device)
         factory = decoding.beam_factory(model.tokens)
@@ -116,10 +124,11 @@ def main(argv=None) -> int:
     except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"selection: error: {exc}", file=sys.stderr)
         return 2
-    print(f"decoding: {decoding.resolved().describe()}", file=sys.stderr)
+    print(f"decoding: {described}", file=sys.stderr)
     scores, rows = {}, []
+    streamed = decoding if args.streamed else None
     for path, entries in sets:
-        score = score_manifest(model, str(path), entries, args.device, args.batch_seconds, beam)
+        score = score_manifest(model, str(path), entries, args.device, args.batch_seconds, beam, streamed)
         if not score["utterances"]:
             print(f"selection: error: {path}: no usable utterances", file=sys.stderr)
             return 1
@@ -131,7 +140,7 @@ def main(argv=None) -> int:
     if baseline:
         print(verdict(scores, mean, baseline))
     if args.json:
-        record = {"model": args.model or "default", "decoding": decoding.resolved().describe(), "sets": scores}
+        record = {"model": args.model or "default", "decoding": described, "sets": scores}
         args.json.write_text(json.dumps({**record, "mean": mean}, indent=1) + "\n")
     if args.report:
         write_report(args.report, rows)
