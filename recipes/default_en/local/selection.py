@@ -21,8 +21,9 @@ real_en and fsdd's yweweler stay evaluation only: they are not here.
 Decoding and scoring are `asr eval`'s (asr.apps.evaluate): greedy by default; `--decoding beam --lm-weight W` scores
 an LM weight on the same sets; --streamed decodes each clip as the product does (`asr transcribe`: endpoints, the
 model state restarted after each and in quiet silence before speech), which whole-clip decoding does not see: round
-5's first candidate lost 1.7 WER points on so762_dev that way, where round 4 lost none. A --baseline must have been
-decoded the same way. Prints one line per set and the mean; --json writes them, --report every utterance.
+5's first candidate lost 1.7 WER points on so762_dev that way (default decoding), where round 4 lost none. A
+--baseline must have been decoded the same way. Prints one line per set and the mean; --json writes them, --report
+every utterance.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
             return 0
         decoding = DecodingConfig.from_args(args)
         described = decoding.resolved().describe() + (", streamed" if args.streamed else "")
-        baseline = read_baseline(args.baseline, [p.stem for p in paths], described) if args.baseline else None
+        baseline = read_baseline(args.baseline, [path.stem for path in paths], described) if args.baseline else None
         sets = [(path, read_manifest(path)) for path in paths]
         model = asr.load_model(args.model, device=args.device)
         factory = decoding.beam_factory(model.tokens)
