@@ -117,6 +117,7 @@ def main(argv=None) -> int:
             return 0
         decoding = DecodingConfig.from_args(args)
         described = decoding.resolved().describe() + (", streamed" if args.streamed else "")
+        described = described.replace(str(Path.home()), "~")  # an LM in the user's cache: records compare anywhere
         baseline = read_baseline(args.baseline, [path.stem for path in paths], described) if args.baseline else None
         sets = [(path, read_manifest(path)) for path in paths]
         model = asr.load_model(args.model, device=args.device)
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
         scores[path.stem] = score
         print(f"{path.stem}: WER {score['wer']:.2%} CER {score['cer']:.2%} ({score['utterances']} utterances)")
     mean = {key: sum(s[key] for s in scores.values()) / len(scores) for key in ("wer", "cer")}
-    print(f"selection score (mean greedy CER of {len(scores)} sets): {mean['cer']:.2%} (mean WER {mean['wer']:.2%})")
+    figures = f"{mean['cer']:.2%} (mean WER {mean['wer']:.2%})"
+    print(f"selection score (mean {decoding.method} CER of {len(scores)} sets): {figures}")
     if baseline:
         print(verdict(scores, mean, baseline))
     if args.json:
