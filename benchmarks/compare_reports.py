@@ -18,11 +18,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 COLUMNS = ["system", "set", "id", "ref", "hyp"]
 

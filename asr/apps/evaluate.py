@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe_decoding(decoding: DecodingConfig, streamed: bool) -> str:
+    """How utterances are decoded, in words: the resolved decoding, and ", streamed" with --streamed."""
+    return decoding.resolved().describe() + (", streamed" if streamed else "")
+
+
 def _batches(entries, batch_seconds: float):
     """Entries sorted by duration, cut into batches of at most batch_seconds padded audio."""
     batch = []
@@ -153,7 +158,7 @@ def main(argv=None) -> int:
         beam = factory() if factory else None
     except (CheckpointError, DataError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
-    print(f"decoding: {decoding.resolved().describe()}{', streamed' if args.streamed else ''}", file=sys.stderr)
+    print(f"decoding: {describe_decoding(decoding, args.streamed)}", file=sys.stderr)
     rows, failed = [], False
     streamed = decoding if args.streamed else None
     for path, entries in sets:

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 import asr
-from asr.apps.evaluate import BATCH_SECONDS, score_manifest, write_report
+from asr.apps.evaluate import BATCH_SECONDS, describe_decoding, score_manifest, write_report
 from asr.decode.config import DecodingConfig
 from asr.model.checkpoint import CheckpointError
 from asr.model.user_models import MODEL_HELP
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
             print("\n".join(map(str, paths)))
             return 0
         decoding = DecodingConfig.from_args(args)
-        described = decoding.resolved().describe() + (", streamed" if args.streamed else "")
-        described = described.replace(str(Path.home()), "~")  # an LM in the user's cache: records compare anywhere
+        # an LM in the user's cache written as ~/...: records compare on any machine
+        described = describe_decoding(decoding, args.streamed).replace(str(Path.home()), "~")
         baseline = read_baseline(args.baseline, [path.stem for path in paths], described) if args.baseline else None
         sets = [(path, read_manifest(path)) for path in paths]
         model = asr.load_model(args.model, device=args.device)
