@@ -133,6 +133,23 @@ def test_resume_after_kill_9(corpus, tmp_path):
     assert load_checkpoint(out / "model.pt").extra["step"] == saved + 2
 
 
+def test_a_save_at_a_validation_step_holds_that_validation(corpus, tmp_path, monkeypatch):
+    """A run killed right after a save resumes knowing the validation of the save's step: a later, worse score
+    must not overwrite best.pt (the save used to come first, and the resumed run forgot the best score)."""
+    out, saved = tmp_path / "valid_save", []
+    save = Trainer.save
+
+    def recording_save(self):
+        save(self)
+        saved.append((self.step, torch.load(out / "last.pt", weights_only=True)["best_score"]))
+
+    monkeypatch.setattr(Trainer, "save", recording_save)
+    argv = _args(corpus, out, "--valid", str(corpus), "--max-steps", "4", "--checkpoint-every", "2")
+    assert train.main([*argv, "--valid-every", "2"]) == 0
+    first = next(r for r in _log(out) if r.get("valid") and r["step"] == 2)
+    assert saved[0] == (2, first["wer"])
+
+
 @pytest.mark.slow
 def test_ddp_two_gloo_processes(corpus, tmp_path):
     out = tmp_path / "ddp"

@@ -419,11 +419,11 @@ class Trainer:
             append_log(
                 self.out, {"step": self.step, "epoch": self.epoch, "loss": window.pop("loss"), "lr": lr, **window}
             )
-        if a.checkpoint_every and self.step % a.checkpoint_every == 0:
-            self.save()
-        if a.valid_every and self.step % a.valid_every == 0:
+        if a.valid_every and self.step % a.valid_every == 0:  # before the save, so last.pt holds its best score
             self.run_validation()
             self.window.restart()  # throughput: training time only
+        if a.checkpoint_every and self.step % a.checkpoint_every == 0:
+            self.save()
 
     def _should_stop(self) -> bool:
         """All ranks agree: --max-steps reached, --patience run out or --max-minutes spent."""
