@@ -8,8 +8,8 @@ A round pushes ROUND_SECONDS of 16 kHz int16 PCM into each of N streams
 rules). N streams are real time while the mean round takes less than
 ROUND_SECONDS. N doubles until a round is too slow, then a bisection finds the
 largest N that keeps up. --source: what the streams hear: the clips end to end
-(speech, the default), digital silence, or white noise at -50 dBFS (quiet silence,
-where the model state restarts every `EndpointConfig.idle_restart`).
+(speech, the default), digital silence, or white noise at -50 dBFS (quiet silence: the
+model state restarts at the first sound after it, `EndpointConfig.idle_restart`).
 
 GRU FLOPs are counted analytically: per output frame (40 ms) and layer l, a GRU
 computes 3 gates, each an (H x I_l) and an (H x H) matrix-vector product:

@@ -251,24 +251,45 @@ def test_restarts_of_the_state_fall_on_the_same_frames_whatever_the_chunking(def
     assert [w["start"] for w in offline["words"]] == [w["start"] for f in whole for w in f.get("result", [])]
 
 
+def quiet_lead(kind: str, seconds: float) -> np.ndarray:
+    """`seconds` of digital silence, or the last `seconds` of one fixed stretch of quiet noise."""
+    if kind == "silence":
+        return np.zeros(round(seconds * SAMPLE_RATE), np.float32)
+    return quiet_noise(4.0, np.random.default_rng(7))[-round(seconds * SAMPLE_RATE) :]
+
+
+def words_from(finals: list[dict], origin: float) -> list[tuple[str, float, float]]:
+    return [
+        (w["word"], round(w["start"] - origin, 3), round(w["end"] - origin, 3))
+        for f in finals
+        for w in f.get("result", [])
+    ]
+
+
 @pytest.mark.parametrize("kind", ["silence", "noise"])
-def test_speech_after_seconds_of_silence_is_heard_as_after_a_short_one(default_model, clip, rng, kind):
-    """3 s of silence or quiet noise before speech in one stream: the state that hears the speech has heard at
-    most `warmup` + `idle_restart` of it, so the words are those of the speech after that much, alone. (A fresh
-    Recognizer would restart on other frames of what it is given, so the references do not restart in silence.)"""
-    lead = np.zeros(3 * SAMPLE_RATE, np.float32) if kind == "silence" else quiet_noise(3.0, rng)
-    audio = np.concatenate([lead, clip])
-    (heard,) = texts(stream_finals(default_model, audio))
+def test_speech_is_heard_alike_after_any_length_of_quiet(default_model, clip, kind):
+    """However long the silence or quiet noise before speech in one stream (here 0.8, 1.6 and 3.2 s, past a
+    no-speech endpoint), the state that hears the speech starts from zero `onset_lead` before its first sound:
+    the same words at the same times from the speech's start. (Restarting every `idle_restart` instead left the
+    state with anything from `warmup` to `warmup` + `idle_restart` of the quiet, whichever the lead's length gave.)"""
+    heard = []
+    for seconds in (0.8, 1.6, 3.2):  # whole output frames (40 ms), so the clip's frames fall alike
+        heard.append(
+            words_from(stream_finals(default_model, np.concatenate([quiet_lead(kind, seconds), clip])), seconds)
+        )
+    assert heard[0] and heard[0] == heard[1] == heard[2], heard
+
+
+def test_the_state_that_hears_speech_has_heard_onset_lead_of_the_quiet_before_it(default_model, clip):
+    """The fresh state starts `onset_lead` before the first output frame whose audio is above `quiet_level`: the
+    stream's words are those of a stream without restarts in the quiet (idle_restart=0) given the audio from there."""
     ep, frame = EndpointConfig(), 4 * HOP_LENGTH  # samples per output frame
-    most = ep.frames(ep.warmup) + ep.frames(ep.idle_restart)
-    # j frames of it before the clip (or, j < 0, from inside the clip's own quiet start, where a restart may fall
-    # too), heard from a zero state without idle restarts: as the last fresh state before the speech hears it
-    once = EndpointConfig(idle_restart=0)
-    alone = {
-        j: texts(stream_finals(default_model, audio[len(lead) - j * frame :], endpoint=once))
-        for j in range(-most, most + 1)
-    }
-    assert [heard] in alone.values(), (heard, alone)
+    audio = np.concatenate([quiet_lead("silence", 2.0), clip])
+    hops = audio[: len(audio) // frame * frame].reshape(-1, frame).astype(np.float64)
+    onset = int(np.argmax(10 * np.log10(np.maximum((hops**2).mean(1), 1e-12)) >= ep.quiet_level))
+    start = (onset - ep.frames(ep.onset_lead)) * frame
+    alone = stream_finals(default_model, audio[start:], endpoint=EndpointConfig(idle_restart=0))
+    assert words_from(stream_finals(default_model, audio), 0.0) == words_from(alone, -start / SAMPLE_RATE)
 
 
 # -- BatchEngine ---------------------------------------------------------------

@@ -15,11 +15,13 @@ class EndpointConfig:
     Silence means output frames whose best token is the blank or a space. The GRU was trained on single
     utterances, each from a zero state with a little silence before it: a state that has carried an earlier
     sentence, or seconds of silence or noise, hears the next words worse. So, where endpoints are enabled, the
-    model's state starts afresh after every endpoint, and again after every `idle_restart` of quiet silence
-    (no letter recognised and the audio below `quiet_level`, so speech the model does not recognise is not cut)
-    while nothing has been recognised; each time the last `warmup` of audio is run through the fresh state first (its
-    output not decoded), so a word that begins right there is heard whole. Restarts fall on frames the rules
-    pick from the model's output, so every chunking of the audio gives the same results.
+    model's state starts afresh after every endpoint, running the last `warmup` of audio through the fresh state
+    first (its output not decoded); and at the first sound after at least `idle_restart` of quiet silence with
+    nothing recognised (a frame with a letter, or audio at or above `quiet_level`, after frames with neither), the
+    state starts afresh `onset_lead` before that frame (or where the quiet began, if later): whatever the length of
+    the silence before it, speech is heard by a state that has heard exactly that much of it. Restarts fall on
+    frames the rules pick from the model's output and the audio, so every chunking of the audio gives the same
+    results.
     """
 
     enabled: bool = True
@@ -28,9 +30,10 @@ class EndpointConfig:
     max_utterance: float = 20.0  # rule 3: utterance length limit, then the cut waits for a word boundary
     max_utterance_grace: float = 2.0  # ... for at most this long; then it cuts wherever it is
     word_boundary: float = 0.12  # ... a word boundary: a space, or this much silence since the last letter
-    idle_restart: float = 0.3  # a fresh state after this much quiet silence with nothing recognised (0: never)
+    idle_restart: float = 0.3  # quiet silence with nothing recognised before a sound restarts the state (0: never)
     quiet_level: float = -45.0  # dBFS: output frames whose audio is quieter than this count as quiet (RMS)
     warmup: float = 0.2  # audio before a restart run through the fresh state (its output not decoded)
+    onset_lead: float = 0.4  # ... this much of the quiet before the sound goes through the fresh state first
 
     def frames(self, seconds: float, frame_shift: float = FRAME_SHIFT) -> int:
         return max(1, round(seconds / frame_shift))

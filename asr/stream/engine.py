@@ -7,10 +7,10 @@ for a full chunk is advanced by one batched log-mel call and one `model.step`. F
 same as over the whole signal. A `Recognizer` is a BatchEngine with one stream, so a stream in a batch gives
 exactly the results it gives alone.
 
-Where a stream's rules restart its model state (`EndpointConfig`: after an endpoint, or in silence before
-speech), the engine zeroes the stream's state, queues the output frames after the restart point again with up to
-`warmup` of audio before them (`Stream.unread`), and skips the warm-up's output: the state that hears the next
-words starts from zero a known number of frames earlier, whatever the chunking.
+Where a stream's rules restart its model state (`EndpointConfig`: after an endpoint, or at the first sound after
+quiet silence), the engine zeroes the stream's state, queues the output frames after the restart point again with
+up to `warmup` (at a sound: `onset_lead`) of audio before them (`Stream.unread`), and skips the warm-up's output:
+the state that hears the next words starts from zero a known number of frames earlier, whatever the chunking.
 
 Legend: U = output frames (10 ms x the model's subsampling), V = vocabulary, F = mel bins.
 """
@@ -56,7 +56,7 @@ class BatchEngine:
         )
         if stream.endpoint.enabled:  # a restart goes back over the last chunk (a flush's: with padding) and warmup
             frames = self.chunk_frames + round(TAIL_PADDING * SAMPLE_RATE) // HOP_LENGTH
-            frames += (self._warmup_frames(stream) + 1) * self.subsampling
+            frames += (max(self._warmup_frames(stream), stream.onset_lead_frames) + 1) * self.subsampling
             stream.history_limit = -(-frames // self.subsampling) * self.subsampling * HOP_LENGTH
         if not self.free:
             self._grow()
@@ -79,10 +79,13 @@ class BatchEngine:
 
     def restart(self, stream: Stream, unused: int = 0) -> None:
         """Start the stream's model state afresh after the last frame it decoded: the `unused` output frames
-        computed after that frame are queued again, behind up to `endpoint.warmup` of the audio before it, which
-        the fresh state hears first and nobody decodes."""
+        computed after that frame are queued again, behind up to `endpoint.warmup` of the audio before it (at a
+        sound after quiet silence: the `Stream.restart_lead` frames of it), which the fresh state hears first and
+        nobody decodes."""
         per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
-        back = min(unused + self._warmup_frames(stream), stream.history_size // per_frame)
+        lead = self._warmup_frames(stream) if stream.restart_lead is None else stream.restart_lead
+        back = min(unused + lead, stream.history_size // per_frame)
+        stream.restart_lead = None
         stream.unread(back * per_frame)
         stream.warmup_left, stream.quiet_run = back - unused, 0
         self._zero(stream.slot)

@@ -76,6 +76,8 @@ class Stream:
             ep.frames(ep.word_boundary, frame_shift),
             ep.frames(ep.idle_restart, frame_shift) if ep.idle_restart > 0 else None,
         )
+        self.onset_lead_frames = ep.frames(ep.onset_lead, frame_shift) if ep.onset_lead > 0 else 0
+        self.restart_lead = None  # output frames of quiet audio an onset restart replays (None: `warmup`'s)
         self.words = words
         self.max_alternatives = max_alternatives
         self.pcm = PcmInput()
@@ -156,20 +158,21 @@ class Stream:
 
         `best`: `best_path(log_probs)` when the caller has it already (the engine computes it for the batch).
         With `until_restart` (the engine: a model runs behind these frames), decoding stops after the first frame
-        where the model state is to restart (an endpoint, or `idle_restart` of silence before speech) and the
-        frames used are returned; the engine restarts the state and computes the frames after it again. Without
-        it, or where no restart falls in these frames, all are decoded and None is returned. `quiet`: per frame,
-        whether its audio is below `endpoint.quiet_level` (the engine measures it; idle restarts need it).
+        where the model state is to restart (an endpoint), or before the first frame of sound after `idle_restart`
+        of quiet silence with nothing recognised, and the frames used are returned; the engine restarts the state
+        and computes the frames after it again. Without it, or where no restart falls in these frames, all are
+        decoded and None is returned. `quiet`: per frame, whether its audio is below `endpoint.quiet_level` (the engine measures it; onset restarts need it).
         """
         tokens, logps = best or best_path(log_probs)
         quiet = list(quiet) if quiet is not None else [False] * len(tokens)
         used = 0
         while tokens:
             cut, ends = self._event_at(tokens, quiet, until_restart)
-            n = len(tokens) if cut is None else cut + 1
-            self.greedy.accept_best(tokens[:n], logps[:n])
-            if self.beam:
-                self.beam.step(log_probs[:n])
+            n = len(tokens) if cut is None else cut + 1  # 0: the state restarts before these frames
+            if n:
+                self.greedy.accept_best(tokens[:n], logps[:n])
+                if self.beam:
+                    self.beam.step(log_probs[:n])
             self.frame += n
             used += n
             if cut is None:
@@ -183,7 +186,8 @@ class Stream:
 
     def _event_at(self, tokens: list[int], quiet: list[bool], restarts: bool) -> tuple[int | None, bool]:
         """(index of the first frame, given by its best token, at which an endpoint rule fires or, with
-        `restarts`, the state restarts in quiet silence before speech; whether it is an endpoint), or (None, False).
+        `restarts`, the last before the first sound after quiet silence, where the state restarts (-1: before these
+        frames); whether it is an endpoint), or (None, False).
         Keeps `quiet_run` up to the frame returned (or the last)."""
         if not self.endpoint.enabled:
             return None, False
@@ -192,6 +196,10 @@ class Stream:
         for i, tok in enumerate(tokens):
             t = self.frame + i
             speech = tok != BLANK and tok != self.space
+            if restarts and idle and last < start and self.quiet_run >= idle and not (quiet[i] and not speech):
+                self.restart_lead = min(self.quiet_run, self.onset_lead_frames)  # the fresh state hears this much first
+                self.quiet_run = 0
+                return i - 1, False  # sound after quiet silence: the state restarts before this frame
             if speech:
                 last = t
             self.quiet_run = self.quiet_run + 1 if quiet[i] and not speech else 0
@@ -202,9 +210,6 @@ class Stream:
             if t - last >= after_speech if last >= start else elapsed >= no_speech:
                 self.quiet_run = 0
                 return i, True
-            if restarts and idle and last < start and self.quiet_run >= idle:
-                self.quiet_run = 0
-                return i, False
         return None, False
 
     def finish_utterance(self) -> None:
