@@ -161,7 +161,8 @@ class Stream:
         where the model state is to restart (an endpoint), or before the first frame of sound after `idle_restart`
         of quiet silence with nothing recognised, and the frames used are returned; the engine restarts the state
         and computes the frames after it again. Without it, or where no restart falls in these frames, all are
-        decoded and None is returned. `quiet`: per frame, whether its audio is below `endpoint.quiet_level` (the engine measures it; onset restarts need it).
+        decoded and None is returned. `quiet`: per frame, whether its audio is below `endpoint.quiet_level` (the
+        engine measures it; onset restarts need it).
         """
         tokens, logps = best or best_path(log_probs)
         quiet = list(quiet) if quiet is not None else [False] * len(tokens)
