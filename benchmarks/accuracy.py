@@ -12,6 +12,8 @@ from ../shared/data by recipes/default_en/local/real_manifests.py into a tempora
 synth_unseen_voice and synth_unseen_natural are added; sets whose manifest is absent are skipped with a note.
 Only when asked for (--sets): real_en_16k, real_en's clips recorded at 16 kHz (36 of 42: the live-use issue's
 stream figures are on these).
+--endpoint FIELD=VALUE ... sets our systems' endpoints and model-state restarts (asr.stream.EndpointConfig, e.g.
+onset_lead=0.6 or idle_restart=0; default: its defaults), as asr.transcribe and a Recognizer take them.
 
 Systems:
   greedy        ours, greedy finals (DecodingConfig(method="greedy"))
@@ -111,6 +113,13 @@ def parse_args(argv):
     )
     p.add_argument("--limit", type=int, default=0, help="only the first N utterances of each set (0: all)")
     p.add_argument("--threads", type=int, default=1, help="threads of every system (default 1: comparable RTF)")
+    p.add_argument(
+        "--endpoint",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="our systems' asr.stream.EndpointConfig fields, e.g. onset_lead=0.6 idle_restart=0 (default: its defaults)",
+    )
     p.add_argument(
         "--manifests", type=Path, default=None, help="folder of <set>.jsonl (default: made from shared data)"
     )
@@ -316,10 +325,29 @@ def make_whisper(name: str, args):
     return (lambda samples: model.label(samples).text), info
 
 
+def endpoint_config(fields: list[str]):
+    """asr.stream.EndpointConfig from FIELD=VALUE strings (numbers; enabled=true/false)."""
+    import dataclasses
+
+    from asr.stream import EndpointConfig
+
+    known, values = {f.name: f.type for f in dataclasses.fields(EndpointConfig)}, {}
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            sys.exit(f"error: --endpoint {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(known)}")
+        try:
+            values[key] = value.lower() in ("1", "true", "yes") if key == "enabled" else float(value)
+        except ValueError:
+            sys.exit(f"error: --endpoint {item!r}: {value!r} is not a number")
+    return EndpointConfig(**values)
+
+
 def make_system(name: str, args, model):
     """(decode(16 kHz float32 samples) -> text, info dict)."""
+    endpoint = args.endpoint_config
     if name in STREAM_GAPS:
-        return one_stream_system(name, model)
+        return one_stream_system(name, model, endpoint)
     if name in ("greedy", "default", "streamed"):
         import asr
         from asr.decode.config import DecodingConfig
@@ -330,7 +358,7 @@ def make_system(name: str, args, model):
         info = {"parameters": params, "decoding": config.describe(), "version": f"gru-asr {asr.__version__}"}
         info["streaming"] = True
         if name == "default":
-            return (lambda samples: asr.transcribe(model, samples, decoding=config)["text"]), info
+            return (lambda samples: asr.transcribe(model, samples, decoding=config, endpoint=endpoint)["text"]), info
         import numpy as np
 
         from asr.stream import Recognizer
@@ -338,7 +366,7 @@ def make_system(name: str, args, model):
         rng = np.random.default_rng(0)
 
         def streamed(samples):
-            rec = Recognizer(model, decoding=config)
+            rec = Recognizer(model, decoding=config, endpoint=endpoint)
             texts, i = [], 0
             while i < len(samples):
                 n = int(rng.integers(1, 8001))
@@ -366,7 +394,7 @@ def make_system(name: str, args, model):
     return make_whisper(name, args)
 
 
-def one_stream_system(name: str, model):
+def one_stream_system(name: str, model, endpoint=None):
     """(decode_set(list of 16 kHz clips) -> their texts, info): the clips in one stream (see the module doc)."""
     import numpy as np
 
@@ -389,7 +417,7 @@ def one_stream_system(name: str, model):
             pieces += [lead, samples]
             t += gap + len(samples) / 16000
         audio = np.concatenate(pieces)
-        rec, words = Recognizer(model, decoding=config), []
+        rec, words = Recognizer(model, decoding=config, endpoint=endpoint), []
         for i in range(0, len(audio), STREAM_PIECE):
             if rec.accept_waveform(audio[i : i + STREAM_PIECE]):
                 words += rec.result().get("result", [])
@@ -537,6 +565,7 @@ def main(argv=None) -> int:
     import asr
     from asr.model.checkpoint import CheckpointError
 
+    args.endpoint_config = endpoint_config(args.endpoint)
     torch.set_num_threads(args.threads)
     try:
         torch.set_num_interop_threads(args.threads)
@@ -607,6 +636,7 @@ def main(argv=None) -> int:
             "machine": machine,
             "model": model_name,
             "threads": args.threads,
+            "endpoint": " ".join(args.endpoint) or "EndpointConfig() defaults",
             "limit": args.limit,
             "manifests": str(args.manifests or f"{DATA} via recipes/default_en/local/real_manifests.py"),
             "synth_manifests": str(args.synth_manifests) if args.synth_manifests else None,

@@ -50,6 +50,8 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
         "streamed",
         "stream-silence",
         "stream-noise",
+        "--endpoint",
+        "onset_lead=0.4",
         "--synth-manifests",
         str(synth),
     ]
@@ -59,6 +61,7 @@ def test_greedy_and_pocketsphinx(shared_data, default_model, tmp_path):
     data = json.loads(out.read_text())
     assert data["command"] == "python benchmarks/accuracy.py " + " ".join([*args, "--out", str(out)])
     assert data["threads"] == 1 and data["limit"] == 2
+    assert data["endpoint"] == "onset_lead=0.4"  # the default's value: asked for, and recorded
     assert data["sets"] == {"fsdd_test": 2, "real_en_no_ps": 2, "synth_unseen_voice": 1}
     assert any(n.startswith("skipped synth_unseen_natural") for n in data["notes"])
     assert data["systems"]["greedy"]["parameters"] == sum(p.numel() for p in default_model.parameters())
@@ -108,6 +111,8 @@ def test_whisper(shared_data, default_model, tmp_path):
         (["--sets", "nope"], "error: unknown set 'nope'"),
         (["--systems", "whisper"], "error: unknown system 'whisper'"),
         (["--limit", "-1"], "error: --limit must be >= 0"),
+        (["--endpoint", "onset=0.6"], "error: --endpoint 'onset=0.6': expected FIELD=VALUE"),
+        (["--endpoint", "onset_lead=long"], "error: --endpoint 'onset_lead=long': 'long' is not a number"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, message):
