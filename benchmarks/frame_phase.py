@@ -32,12 +32,12 @@ import torch
 
 import asr
 from asr.audio import SAMPLE_RATE
+from asr.audio.frontend import HOP_LENGTH
 from asr.decode.config import DecodingConfig
 from asr.model.tokenizer import normalize_text
 
-OUTPUT_FRAME = 640  # samples of one output frame of the shipped model (4 x 10 ms)
 STREAM_GAP = 1.5  # seconds of digital silence before each clip in accuracy.py's stream-silence
-PLACE_LEAD = 30 * OUTPUT_FRAME  # digital silence before a clip in "stream's places, alone", plus its grid offset
+PLACE_LEAD = 1.2  # seconds of digital silence before a clip in "stream's places, alone" (then its grid offset)
 
 
 def parse_args(argv):
@@ -79,6 +79,8 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 def measure_set(model, config, entries: list[dict], audio: dict, shifts: int) -> dict:
     from tqdm import tqdm
 
+    frame = model.config.subsampling * HOP_LENGTH  # samples of one output frame (the grid)
+
     clips = [audio[e["audio"]] for e in entries]
     refs = [normalize_text(e["text"]) for e in entries]
 
@@ -92,7 +94,7 @@ def measure_set(model, config, entries: list[dict], audio: dict, shifts: int) ->
 
     rows, hyps = {}, {}
     for k in range(shifts):
-        shift = k * OUTPUT_FRAME // shifts
+        shift = k * frame // shifts
         name = f"alone +{1000 * shift / SAMPLE_RATE:g} ms"
         hyps[name] = alone([shift] * len(clips), name)
         rows[name] = wer(refs, hyps[name])
@@ -103,7 +105,8 @@ def measure_set(model, config, entries: list[dict], audio: dict, shifts: int) ->
         decode, _ = accuracy.one_stream_system(name, model)
         hyps[name] = decode(clips)
         rows[name] = wer(refs, hyps[name])
-    leads = [PLACE_LEAD + start % OUTPUT_FRAME for start in stream_places(clips)]
+    lead = round(PLACE_LEAD * SAMPLE_RATE) // frame * frame
+    leads = [lead + start % frame for start in stream_places(clips)]
     name = "stream's places, alone"
     hyps[name] = alone(leads, name, tail=int(STREAM_GAP * SAMPLE_RATE))
     rows[name] = wer(refs, hyps[name])
@@ -120,7 +123,6 @@ def measure_set(model, config, entries: list[dict], audio: dict, shifts: int) ->
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    accuracy.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
     model, model_path = common.load_model(args.model)
     config = DecodingConfig().resolved()
