@@ -258,6 +258,13 @@ def quiet_lead(kind: str, seconds: float) -> np.ndarray:
     return quiet_noise(4.0, np.random.default_rng(7))[-round(seconds * SAMPLE_RATE) :]
 
 
+def first_sound(audio: np.ndarray, quiet_level: float) -> int:
+    """The first output frame (4 x 10 ms from the first sample) whose audio is at or above `quiet_level` dBFS."""
+    frame = 4 * HOP_LENGTH
+    hops = audio[: len(audio) // frame * frame].reshape(-1, frame).astype(np.float64)
+    return int(np.argmax(10 * np.log10(np.maximum((hops**2).mean(1), 1e-12)) >= quiet_level))
+
+
 def words_from(finals: list[dict], origin: float) -> list[tuple[str, float, float]]:
     return [
         (w["word"], round(w["start"] - origin, 3), round(w["end"] - origin, 3))
@@ -268,16 +275,20 @@ def words_from(finals: list[dict], origin: float) -> list[tuple[str, float, floa
 
 @pytest.mark.parametrize("kind", ["silence", "noise"])
 def test_speech_is_heard_alike_after_any_length_of_quiet(default_model, clip, kind):
-    """However long the silence or quiet noise before speech in one stream (here 0.8, 1.6 and 3.2 s, past a
-    no-speech endpoint), the state that hears the speech starts from zero `onset_lead` before its first sound:
+    """However long the silence or quiet noise before speech in one stream (here 0.8, 1.6 and 3.2 s, and one that
+    ends two frames after a no-speech endpoint restarted the state in it), the state that hears the speech starts from zero `onset_lead` before its first sound:
     the same words at the same times from the speech's start. (Restarting every `idle_restart` instead left the
     state with anything from `warmup` to `warmup` + `idle_restart` of the quiet, whichever the lead's length gave.)"""
+    ep, frame = EndpointConfig(), 4 * HOP_LENGTH
+    # and a lead that ends two frames after a no-speech endpoint (rule 1) restarted the state in it
+    onset = first_sound(clip, ep.quiet_level) * frame / SAMPLE_RATE
+    just_after_rule_1 = round((ep.silence_no_speech + 0.08 - onset) / 0.04) * 0.04
     heard = []
-    for seconds in (0.8, 1.6, 3.2):  # whole output frames (40 ms), so the clip's frames fall alike
+    for seconds in (0.8, 1.6, 3.2, just_after_rule_1):  # whole output frames (40 ms), so the clip's frames fall alike
         heard.append(
             words_from(stream_finals(default_model, np.concatenate([quiet_lead(kind, seconds), clip])), seconds)
         )
-    assert heard[0] and heard[0] == heard[1] == heard[2], heard
+    assert heard[0] and heard[0] == heard[1] == heard[2] == heard[3], heard
 
 
 def test_the_state_that_hears_speech_has_heard_onset_lead_of_the_quiet_before_it(default_model, clip):
@@ -285,8 +296,7 @@ def test_the_state_that_hears_speech_has_heard_onset_lead_of_the_quiet_before_it
     stream's words are those of a stream without restarts in the quiet (idle_restart=0) given the audio from there."""
     ep, frame = EndpointConfig(), 4 * HOP_LENGTH  # samples per output frame
     audio = np.concatenate([quiet_lead("silence", 2.0), clip])
-    hops = audio[: len(audio) // frame * frame].reshape(-1, frame).astype(np.float64)
-    onset = int(np.argmax(10 * np.log10(np.maximum((hops**2).mean(1), 1e-12)) >= ep.quiet_level))
+    onset = first_sound(audio, ep.quiet_level)
     start = (onset - ep.frames(ep.onset_lead)) * frame
     alone = stream_finals(default_model, audio[start:], endpoint=EndpointConfig(idle_restart=0))
     assert words_from(stream_finals(default_model, audio), 0.0) == words_from(alone, -start / SAMPLE_RATE)

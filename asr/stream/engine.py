@@ -87,7 +87,7 @@ class BatchEngine:
         back = min(unused + lead, stream.history_size // per_frame)
         stream.restart_lead = None
         stream.unread(back * per_frame)
-        stream.warmup_left, stream.quiet_run = back - unused, 0
+        stream.warmup_left = back - unused  # the quiet run goes on (a restart at a sound has cleared it)
         self._zero(stream.slot)
 
     @staticmethod

@@ -89,7 +89,7 @@ class Stream:
         self.warmup_left = 0  # output frames the model computes but nobody decodes (a restart's warm-up)
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
-        self.quiet_run = 0  # output frames of quiet silence since the state or the utterance last started, up to now
+        self.quiet_run = 0  # output frames of quiet silence in a row up to now (an endpoint does not break it)
         self.received = 0  # 16 kHz samples pushed so far
         self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
@@ -209,8 +209,7 @@ class Stream:
                 self.quiet_run = 0
                 return i, True  # rule 3, not inside a word where it can help it
             if t - last >= after_speech if last >= start else elapsed >= no_speech:
-                self.quiet_run = 0
-                return i, True
+                return i, True  # the quiet run goes on: a sound right after still restarts the state behind its lead
         return None, False
 
     def finish_utterance(self) -> None:
