@@ -17,11 +17,11 @@ class EndpointConfig:
     sentence, or seconds of silence or noise, hears the next words worse. So, where endpoints are enabled, the
     model's state starts afresh after every endpoint, running the last `warmup` of audio through the fresh state
     first (its output not decoded); and at the first sound after at least `idle_restart` of quiet silence with
-    nothing recognised (a frame with a letter, or audio at or above `quiet_level`, after frames with neither), the
-    state starts afresh `onset_lead` before that frame (or where the quiet began, if later): whatever the length of
-    the silence before it, speech is heard by a state that has heard exactly that much of it. Restarts fall on
-    frames the rules pick from the model's output and the audio, so every chunking of the audio gives the same
-    results.
+    nothing recognised (a frame with a letter, or audio at or above `quiet_level`, after frames with neither; an
+    endpoint in the silence does not break the run), the state starts afresh `onset_lead` before that frame (or
+    where the quiet began, if later): whatever the length of the silence before it, speech is heard by a state
+    that has heard exactly that much of it. Restarts fall on frames the rules pick from the model's output and the
+    audio, so every chunking of the audio gives the same results.
     """
 
     enabled: bool = True
