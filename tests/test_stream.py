@@ -277,8 +277,9 @@ def words_from(finals: list[dict], origin: float) -> list[tuple[str, float, floa
 def test_speech_is_heard_alike_after_any_length_of_quiet(default_model, clip, kind):
     """However long the silence or quiet noise before speech in one stream (here 0.8, 1.6 and 3.2 s, and one that
     ends two frames after a no-speech endpoint restarted the state in it), the state that hears the speech starts
-    from zero `onset_lead` before its first sound: the same words at the same times from the speech's start. (Restarting every `idle_restart` instead left the
-    state with anything from `warmup` to `warmup` + `idle_restart` of the quiet, whichever the lead's length gave.)"""
+    from zero `onset_lead` before its first sound: the same words at the same times from the speech's start.
+    (Restarting every `idle_restart` instead left the state with anything from `warmup` to `warmup` +
+    `idle_restart` of the quiet, whichever the lead's length gave.)"""
     ep, frame = EndpointConfig(), 4 * HOP_LENGTH
     # and a lead that ends two frames after a no-speech endpoint (rule 1) restarted the state in it
     onset = first_sound(clip, ep.quiet_level) * frame / SAMPLE_RATE
