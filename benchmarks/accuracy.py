@@ -331,7 +331,7 @@ def endpoint_config(fields: list[str]):
 
     from asr.stream import EndpointConfig
 
-    known, values = {f.name: f.type for f in dataclasses.fields(EndpointConfig)}, {}
+    known, values = [f.name for f in dataclasses.fields(EndpointConfig)], {}
     for item in fields:
         key, sep, value = item.partition("=")
         if not sep or key not in known:

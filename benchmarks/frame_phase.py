@@ -36,7 +36,7 @@ from asr.audio.frontend import HOP_LENGTH
 from asr.decode.config import DecodingConfig
 from asr.model.tokenizer import normalize_text
 
-STREAM_GAP = 1.5  # seconds of digital silence before each clip in accuracy.py's stream-silence
+STREAM_GAP = accuracy.STREAM_GAPS["stream-silence"][0]  # seconds of digital silence before each clip there
 PLACE_LEAD = 1.2  # seconds of digital silence before a clip in "stream's places, alone" (then its grid offset)
 
 
