@@ -303,6 +303,21 @@ def test_the_state_that_hears_speech_has_heard_onset_lead_of_the_quiet_before_it
     assert words_from(stream_finals(default_model, audio), 0.0) == words_from(alone, -start / SAMPLE_RATE)
 
 
+def test_no_speech_endpoint_counts_from_the_sound_that_restarted_the_state(default_model, clip):
+    """Rule 1 (`silence_no_speech` with nothing recognised) counts from the first sound after quiet silence, not
+    from the utterance's start: set to fire one frame after the speech began when counted from the start of 0.8 s
+    of silence, before the first letter, it changes nothing. (Counted from the start it ended an empty utterance
+    there and restarted the state in the first word, moving the confidences here; in speechocean762_000700151 it
+    turned "it will come" into "most will come" in one stream.)"""
+    ep, lead = EndpointConfig(), 0.8
+    audio = np.concatenate([quiet_lead("silence", lead), clip])
+    onset = first_sound(audio, ep.quiet_level)  # output frame of the first sound
+    early = EndpointConfig(silence_no_speech=(onset + 2) * 0.04)  # from the start it fires at frame onset + 1
+    expected = stream_finals(default_model, audio)
+    assert round(expected[0]["result"][0]["start"] / 0.04) > onset + 1  # the first letter comes after that
+    assert stream_finals(default_model, audio, endpoint=early) == expected
+
+
 # -- BatchEngine ---------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ class EndpointConfig:
     """
 
     enabled: bool = True
-    silence_no_speech: float = 2.4  # rule 1: this much silence and nothing recognised yet
+    silence_no_speech: float = 2.4  # rule 1: nothing recognised for this long (since a sound restarted the state)
     silence_after_speech: float = 1.0  # rule 2: this much silence after some words
     max_utterance: float = 20.0  # rule 3: utterance length limit, then the cut waits for a word boundary
     max_utterance_grace: float = 2.0  # ... for at most this long; then it cuts wherever it is

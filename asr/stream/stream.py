@@ -90,6 +90,7 @@ class Stream:
         self.frame = frame  # absolute index of the next output frame
         self.start_time = frame * frame_shift  # seconds: where this stream's audio starts on its time line
         self.quiet_run = 0  # output frames of quiet silence in a row up to now (an endpoint does not break it)
+        self.onset_frame = -1  # absolute index of the frame of the last onset restart's sound (rule 1 counts from it)
         self.received = 0  # 16 kHz samples pushed so far
         self.time_limit = None  # seconds: word times stop here (set while the engine decodes tail padding)
         self.finals: list[dict] = []  # finished utterances not yet collected
@@ -200,6 +201,7 @@ class Stream:
             if restarts and idle and last < start and self.quiet_run >= idle and not (quiet[i] and not speech):
                 self.restart_lead = min(self.quiet_run, self.onset_lead_frames)  # the fresh state hears this much first
                 self.quiet_run = 0
+                self.onset_frame = t  # rule 1 counts from the sound, not from the silence the utterance began with
                 return i - 1, False  # sound after quiet silence: the state restarts before this frame
             if speech:
                 last = t
@@ -208,7 +210,7 @@ class Stream:
             if elapsed >= longest and (tok == self.space or t - last >= boundary or elapsed >= hardest):
                 self.quiet_run = 0
                 return i, True  # rule 3, not inside a word where it can help it
-            if t - last >= after_speech if last >= start else elapsed >= no_speech:
+            if t - last >= after_speech if last >= start else t - max(start, self.onset_frame) + 1 >= no_speech:
                 return i, True  # the quiet run goes on: a sound right after still restarts the state behind its lead
         return None, False
 
