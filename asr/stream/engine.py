@@ -56,7 +56,7 @@ class BatchEngine:
         )
         if stream.endpoint.enabled:  # a restart goes back over the last chunk (a flush's: with padding) and warmup
             frames = self.chunk_frames + round(TAIL_PADDING * SAMPLE_RATE) // HOP_LENGTH
-            frames += (max(self._warmup_frames(stream), stream.onset_lead_frames) + 1) * self.subsampling
+            frames += (max(stream.warmup_frames, stream.onset_lead_frames) + 1) * self.subsampling
             stream.history_limit = -(-frames // self.subsampling) * self.subsampling * HOP_LENGTH
         if not self.free:
             self._grow()
@@ -83,17 +83,12 @@ class BatchEngine:
         sound after quiet silence: the `Stream.restart_lead` frames of it), which the fresh state hears first and
         nobody decodes."""
         per_frame = self.subsampling * HOP_LENGTH  # samples per output frame
-        lead = self._warmup_frames(stream) if stream.restart_lead is None else stream.restart_lead
+        lead = stream.warmup_frames if stream.restart_lead is None else stream.restart_lead
         back = min(unused + lead, stream.history_size // per_frame)
         stream.restart_lead = None
         stream.unread(back * per_frame)
         stream.warmup_left = back - unused  # the quiet run goes on (a restart at a sound has cleared it)
         self._zero(stream.slot)
-
-    @staticmethod
-    def _warmup_frames(stream: Stream) -> int:
-        warmup = stream.endpoint.warmup
-        return stream.endpoint.frames(warmup, stream.frame_shift) if warmup > 0 else 0
 
     def _zero(self, slot: int) -> None:
         self.state.zero(slot)

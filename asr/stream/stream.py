@@ -76,8 +76,9 @@ class Stream:
             ep.frames(ep.word_boundary, frame_shift),
             ep.frames(ep.idle_restart, frame_shift) if ep.idle_restart > 0 else None,
         )
-        self.onset_lead_frames = ep.frames(ep.onset_lead, frame_shift) if ep.onset_lead > 0 else 0
-        self.restart_lead = None  # output frames of quiet audio an onset restart replays (None: `warmup`'s)
+        self.warmup_frames = ep.frames(ep.warmup, frame_shift) if ep.warmup > 0 else 0  # an endpoint restart's
+        self.onset_lead_frames = ep.frames(ep.onset_lead, frame_shift) if ep.onset_lead > 0 else 0  # a sound's, at most
+        self.restart_lead = None  # output frames of quiet audio an onset restart replays (None: `warmup_frames`)
         self.words = words
         self.max_alternatives = max_alternatives
         self.pcm = PcmInput()
