@@ -76,6 +76,7 @@ class BatchEngine:
         self._zero(stream.slot)
         stream.forget_history()
         stream.warmup_left = stream.quiet_run = 0
+        stream.onset_frame = -1  # a flush rewinds `frame` behind its padding: no onset from there may outlive it
 
     def restart(self, stream: Stream, unused: int = 0) -> None:
         """Start the stream's model state afresh after the last frame it decoded: the `unused` output frames
